@@ -1,0 +1,191 @@
+package org.mergeengine.cli;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import org.mergeengine.MergeException;
+import org.mergeengine.config.ConfigParser;
+import org.mergeengine.config.MergeConfig;
+import org.mergeengine.engine.MergeEngine;
+import org.mergeengine.engine.MergeOptions;
+import org.mergeengine.engine.OutputFolder;
+import org.mergeengine.engine.Progress;
+import org.mergeengine.plan.LocalModelResolver;
+import org.mergeengine.plan.MergePlan;
+import org.mergeengine.plan.PlanOptions;
+import org.mergeengine.plan.PlannedTensor;
+import org.mergeengine.plan.Planner;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code java -jar merge-engine.jar CONFIG [OUT_DIR] [options]}. Exit codes: 0 done, 2 bad config or input, 1 internal error. */
+@Command(name = "merge-engine", mixinStandardHelpOptions = true, version = "merge-engine 0.1.0",
+        description = "Merges language models as a mergekit YAML config describes.",
+        exitCodeOnInvalidInput = 2, exitCodeOnExecutionException = 1)
+public final class Main implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "CONFIG", description = "mergekit YAML config")
+    Path config;
+
+    @Parameters(index = "1", arity = "0..1", paramLabel = "OUT_DIR", description = "output folder (default: merged/<config name>)")
+    Path out;
+
+    @Option(names = "--out-shard-size", paramLabel = "SIZE", description = "bytes per output shard, e.g. 5B, 500M (default 5B)")
+    String outShardSize = "5B";
+
+    @Option(names = "--copy-tokenizer", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "copy the tokenizer files of the base (else first) model (default on)")
+    boolean copyTokenizer = true;
+
+    @Option(names = "--write-model-card", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "write README.md and mergekit_config.yml (default on)")
+    boolean writeModelCard = true;
+
+    @Option(names = "--allow-crimes", description = "allow merging models of different architectures")
+    boolean allowCrimes;
+
+    @Option(names = "--max-memory", paramLabel = "SIZE", description = "budget for tensor data in flight (default: half the JVM heap)")
+    String maxMemory;
+
+    @Option(names = {"--workers", "-j"}, paramLabel = "N", description = "worker lanes (default: number of CPUs)")
+    Integer workers;
+
+    @Option(names = {"--multigpu", "--multi-gpu"}, description = "one worker per device (CPU lanes on machines without a GPU backend)")
+    boolean multigpu;
+
+    @Option(names = "--dry-run", description = "print the plan (tensors, bytes, memory estimate) and write nothing")
+    boolean dryRun;
+
+    @Option(names = "--random-seed", paramLabel = "N", description = "seed of the random methods (default 42)")
+    long seed = PlanOptions.DEFAULT_SEED;
+
+    @Option(names = "--chunk-elements", paramLabel = "N", hidden = true, description = "elements per streamed chunk")
+    int chunkElements = MergeOptions.DEFAULT_CHUNK;
+
+    @Option(names = "-v", description = "more output (repeat for more)")
+    boolean[] verbose = new boolean[0];
+
+    @Option(names = "--quiet", description = "no progress output")
+    boolean quiet;
+
+    private final PrintStream stdout;
+    private final PrintStream stderr;
+
+    public Main(PrintStream stdout, PrintStream stderr) {
+        this.stdout = stdout;
+        this.stderr = stderr;
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args, System.out, System.err));
+    }
+
+    /** Runs the CLI and returns its exit code (tests call this instead of main). */
+    public static int run(String[] args, PrintStream stdout, PrintStream stderr) {
+        Main m = new Main(stdout, stderr);
+        CommandLine cl = new CommandLine(m);
+        cl.setOut(new java.io.PrintWriter(stdout, true));
+        cl.setErr(new java.io.PrintWriter(stderr, true));
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            if (ex instanceof MergeException me && me.kind() == MergeException.Kind.USER) {
+                stderr.println("error: " + me.getMessage());
+                return 2;
+            }
+            stderr.println("internal error: " + ex);
+            ex.printStackTrace(stderr);
+            return 1;
+        });
+        cl.setParameterExceptionHandler((ex, a) -> {
+            stderr.println("error: " + ex.getMessage());
+            ex.getCommandLine().usage(new java.io.PrintWriter(stderr, true));
+            return 2;
+        });
+        return cl.execute(args);
+    }
+
+    @Override
+    public Integer call() {
+        String level = quiet ? "ERROR" : verbose.length == 0 ? "WARN" : verbose.length == 1 ? "INFO" : "DEBUG";
+        ((ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME))
+                .setLevel(ch.qos.logback.classic.Level.toLevel(level));
+        long shard, budget;
+        try {
+            shard = Sizes.parse(outShardSize);
+            budget = maxMemory == null ? MergeOptions.defaultBudget() : Sizes.parse(maxMemory);
+        } catch (IllegalArgumentException e) {
+            throw MergeException.user(e.getMessage());
+        }
+        if (workers != null && workers < 1) throw MergeException.user("--workers must be at least 1");
+        if (chunkElements < 1024) throw MergeException.user("--chunk-elements must be at least 1024");
+
+        MergeConfig cfg = ConfigParser.parseFile(config);
+        Planner.checkConfig(cfg);
+        Path outDir = out != null ? out : Path.of("merged", stem(config));
+        if (!dryRun) OutputFolder.check(outDir);
+
+        Path cwd = Path.of("").toAbsolutePath();
+        Path cfgDir = config.toAbsolutePath().getParent();
+        try (LocalModelResolver resolver = new LocalModelResolver(List.of(cwd, cfgDir))) {
+            MergePlan plan = Planner.plan(cfg, resolver, new PlanOptions(seed, shard, allowCrimes));
+            for (String w : plan.warnings()) {
+                if (verbose.length > 0 || !w.startsWith("base model")) stderr.println("warning: " + w);
+            }
+            int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
+            if (multigpu && workers == null) {
+                stderr.println("note: no GPU backend in this build; --multigpu runs one worker per CPU lane (" + lanes + ")");
+            }
+            MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null);
+            if (dryRun) {
+                printPlan(plan, opts, outDir);
+                return 0;
+            }
+            boolean terminal = System.console() != null;
+            if (!quiet) opts = opts.withProgress(new ProgressPrinter(stderr, terminal));
+            long t0 = System.nanoTime();
+            Progress p;
+            try (MergeEngine engine = new MergeEngine()) {
+                p = engine.run(plan, outDir, opts);
+            }
+            double secs = (System.nanoTime() - t0) / 1e9;
+            if (!quiet) {
+                stderr.println(String.format(Locale.ROOT, "merged %d tensors (%s read, %s written) in %.2fs into %s",
+                        p.tensorsTotal(), Sizes.human(plan.inputBytes()), Sizes.human(plan.outputBytes()), secs, outDir));
+            }
+            return 0;
+        }
+    }
+
+    private void printPlan(MergePlan plan, MergeOptions opts, Path outDir) {
+        PlannedTensor largest = plan.largest();
+        long largestBytes = largest == null ? 0 : largest.numel() * 4L * (2L * largest.inputs().size() + 2);
+        stdout.println("merge method:    " + plan.method().name());
+        stdout.println("models:          " + String.join(", ", plan.models().keySet()));
+        stdout.println("output tensors:  " + plan.tensors().size() + " in " + plan.layout().shards().size() + " shard(s), "
+                + plan.outputLayers() + " layers");
+        stdout.println("input bytes:     " + Sizes.human(plan.inputBytes()));
+        stdout.println("output bytes:    " + Sizes.human(plan.outputBytes()));
+        stdout.println("workers:         " + opts.workers());
+        stdout.println("memory budget:   " + Sizes.human(opts.maxMemoryBytes()));
+        stdout.println("peak memory est: " + Sizes.human(Math.min(opts.maxMemoryBytes(), opts.workers() * (long) opts.chunkElements() * 4 * 16)
+                + (largest == null ? 0 : Math.min(largestBytes, (long) opts.chunkElements() * 4 * (2L * largest.inputs().size() + 2) * 3)))
+                + " (budget in flight plus the largest task)");
+        stdout.println("output folder:   " + outDir);
+        if (verbose.length > 0) {
+            for (PlannedTensor t : plan.tensors()) {
+                StringBuilder sb = new StringBuilder("  ").append(t.name()).append(' ').append(java.util.Arrays.toString(t.shape()))
+                        .append(' ').append(t.outDType().safetensorsName()).append(" <-");
+                for (PlannedTensor.Input i : t.inputs()) sb.append(' ').append(i.model()).append(':').append(i.source().info().name());
+                stdout.println(sb);
+            }
+        }
+    }
+
+    static String stem(Path p) {
+        String n = p.getFileName().toString();
+        int dot = n.lastIndexOf('.');
+        return dot > 0 ? n.substring(0, dot) : n;
+    }
+}

@@ -1,0 +1,120 @@
+package org.mergeengine.engine;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.mergeengine.MergeException;
+import org.mergeengine.formats.SafetensorsWriter;
+import org.mergeengine.plan.MergePlan;
+
+/**
+ * Runs merge plans on a Pekko actor system: a supervisor per merge, worker lanes that pull
+ * tensors, streamed reads and positional writes into a temporary folder that is moved into place
+ * when complete. One engine can run many merges (one after another or at once).
+ */
+public final class MergeEngine implements AutoCloseable {
+    private final ActorSystem<Void> system;
+    private final boolean ownsSystem;
+    private final ExecutorService io;
+    private final AtomicInteger merges = new AtomicInteger();
+
+    public MergeEngine() {
+        this(ActorSystem.create(Behaviors.empty(), "merge-engine", loadConfig()), true);
+    }
+
+    public MergeEngine(ActorSystem<Void> system) {
+        this(system, false);
+    }
+
+    private MergeEngine(ActorSystem<Void> system, boolean owns) {
+        this.system = system;
+        this.ownsSystem = owns;
+        AtomicInteger n = new AtomicInteger();
+        this.io = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "merge-io-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    static Config loadConfig() {
+        return ConfigFactory.load();
+    }
+
+    public ActorSystem<Void> system() {
+        return system;
+    }
+
+    /** Runs {@code plan} into {@code out}; returns when the output folder is complete and in place. */
+    public Progress run(MergePlan plan, Path out, MergeOptions opts) {
+        try {
+            return runAsync(plan, out, opts).get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new MergeException(MergeException.Kind.INTERNAL, "interrupted", e);
+        } catch (ExecutionException e) {
+            Throwable c = Worker.unwrap(e);
+            if (c instanceof MergeException me) throw me;
+            if (c instanceof Error err) throw err;
+            throw new MergeException(MergeException.Kind.INTERNAL, "merge failed: " + c, c);
+        }
+    }
+
+    public CompletableFuture<Progress> runAsync(MergePlan plan, Path out, MergeOptions opts) {
+        OutputFolder.check(out);
+        Path tmp;
+        SafetensorsWriter writer;
+        try {
+            tmp = OutputFolder.createTemp(out);
+        } catch (IOException e) {
+            throw MergeException.user("cannot create the output folder next to " + out + ": " + e.getMessage());
+        }
+        try {
+            writer = new SafetensorsWriter(tmp, plan.layout());
+        } catch (IOException e) {
+            OutputFolder.deleteTree(tmp);
+            throw MergeException.user("cannot create output shards in " + tmp + ": " + e.getMessage());
+        }
+        CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
+        MergeSupervisor.Job job = new MergeSupervisor.Job(plan.tensors(), writer, Math.max(1, opts.workers()),
+                opts.maxMemoryBytes(), opts.chunkElements(), io, opts.progress(), tensorsDone);
+        system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
+                org.apache.pekko.actor.typed.Props.empty());
+        return tensorsDone.handleAsync((p, err) -> {
+            if (err != null) {
+                writer.close();
+                OutputFolder.deleteTree(tmp);
+                throw err instanceof RuntimeException re ? re : new java.util.concurrent.CompletionException(err);
+            }
+            try {
+                writer.finish();
+                OutputFolder.finish(plan, tmp, out, opts);
+                return p;
+            } catch (IOException e) {
+                OutputFolder.deleteTree(tmp);
+                throw MergeException.user("finishing the output in " + out + " failed: " + e.getMessage());
+            }
+        }, io);
+    }
+
+    @Override
+    public void close() {
+        io.shutdownNow();
+        if (ownsSystem) {
+            system.terminate();
+            try {
+                system.getWhenTerminated().toCompletableFuture().get(30, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (Exception ignored) {
+                // shutting down; nothing left to save
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+package org.mergeengine.engine;
+
+import java.util.function.Consumer;
+
+/**
+ * How the engine runs a plan.
+ * @param workers worker lanes pulling tensors
+ * @param maxMemoryBytes budget for tensor data in flight
+ * @param chunkElements elements per streamed chunk of a tensor
+ * @param copyTokenizer copy the donor's tokenizer files into the output
+ * @param writeModelCard write README.md and mergekit_config.yml
+ * @param progress called after each tensor (on an actor thread; keep it quick), or null
+ */
+public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer,
+                           boolean writeModelCard, Consumer<Progress> progress) {
+    public static final int DEFAULT_CHUNK = 1 << 20;
+
+    public static long defaultBudget() {
+        return Math.max(64L << 20, (long) (Runtime.getRuntime().maxMemory() * 0.5));
+    }
+
+    public static MergeOptions defaults() {
+        return new MergeOptions(Runtime.getRuntime().availableProcessors(), defaultBudget(), DEFAULT_CHUNK, true, true, null);
+    }
+
+    public MergeOptions withWorkers(int n) {
+        return new MergeOptions(n, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress);
+    }
+
+    public MergeOptions withChunkElements(int n) {
+        return new MergeOptions(workers, maxMemoryBytes, n, copyTokenizer, writeModelCard, progress);
+    }
+
+    public MergeOptions withProgress(Consumer<Progress> p) {
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, p);
+    }
+}

@@ -1,0 +1,119 @@
+package org.mergeengine.engine;
+
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import java.util.function.Consumer;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.mergeengine.formats.SafetensorsWriter;
+import org.mergeengine.plan.PlannedTensor;
+
+/**
+ * Owns the plan while it runs: hands tensors to workers as they ask, in plan order, while the
+ * memory the running tasks hold stays under the byte budget (a task larger than the budget runs
+ * alone). Completes {@code result} when every tensor is written, or with the first failure.
+ */
+final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
+    interface Command {}
+
+    record RequestWork(ActorRef<Worker.Command> worker) implements Command {}
+
+    record TaskDone(int taskId, ActorRef<Worker.Command> worker) implements Command {}
+
+    record TaskFailed(int taskId, Throwable error) implements Command {}
+
+    /** Everything the supervisor needs for one merge. */
+    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, int workers, long budgetBytes, int chunkElements,
+               Executor io, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
+
+    private final Job job;
+    private final long[] estimate;
+    private final Deque<Integer> queue = new ArrayDeque<>();
+    private final Deque<ActorRef<Worker.Command>> idle = new ArrayDeque<>();
+    private final long started = System.nanoTime();
+    private final long inputTotal;
+    private long inFlightBytes;
+    private int running;
+    private int done;
+    private long inputDone;
+    private boolean failed;
+
+    static Behavior<Command> create(Job job) {
+        return Behaviors.setup(ctx -> new MergeSupervisor(ctx, job));
+    }
+
+    private MergeSupervisor(ActorContext<Command> ctx, Job job) {
+        super(ctx);
+        this.job = job;
+        this.estimate = new long[job.tensors().size()];
+        long total = 0;
+        for (int i = 0; i < estimate.length; i++) {
+            estimate[i] = TensorJob.memoryEstimate(job.tensors().get(i), job.chunkElements());
+            queue.add(i);
+            total += job.tensors().get(i).inputBytes();
+        }
+        this.inputTotal = total;
+        if (queue.isEmpty()) {
+            job.result().complete(snapshot());
+        }
+        for (int w = 0; w < job.workers(); w++) {
+            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.chunkElements(), job.io()), "worker-" + w);
+        }
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(RequestWork.class, r -> {
+                    idle.add(r.worker());
+                    dispatch();
+                    return this;
+                })
+                .onMessage(TaskDone.class, d -> {
+                    running--;
+                    inFlightBytes -= estimate[d.taskId()];
+                    done++;
+                    inputDone += job.tensors().get(d.taskId()).inputBytes();
+                    Progress p = snapshot();
+                    if (job.progress() != null) job.progress().accept(p);
+                    idle.add(d.worker());
+                    if (done == estimate.length) {
+                        job.result().complete(p);
+                        return Behaviors.stopped();
+                    }
+                    dispatch();
+                    return this;
+                })
+                .onMessage(TaskFailed.class, f -> {
+                    failed = true;
+                    job.result().completeExceptionally(f.error());
+                    return Behaviors.stopped();
+                })
+                .build();
+    }
+
+    private void dispatch() {
+        while (!failed && !idle.isEmpty() && !queue.isEmpty()) {
+            int next = queue.peek();
+            if (running > 0 && inFlightBytes + estimate[next] > job.budgetBytes()) return;
+            queue.poll();
+            running++;
+            inFlightBytes += estimate[next];
+            idle.poll().tell(new Worker.Assign(next, job.tensors().get(next)));
+        }
+        if (queue.isEmpty()) {
+            while (!idle.isEmpty()) idle.poll().tell(Worker.NoMoreWork.INSTANCE);
+        }
+    }
+
+    private Progress snapshot() {
+        return new Progress(done, estimate.length, inputDone, inputTotal, System.nanoTime() - started);
+    }
+}

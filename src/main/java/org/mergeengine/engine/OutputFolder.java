@@ -1,0 +1,162 @@
+package org.mergeengine.engine;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.DirectoryStream;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.security.MessageDigest;
+import java.time.Instant;
+import java.util.HexFormat;
+import java.util.LinkedHashSet;
+import java.util.Set;
+import org.mergeengine.MergeException;
+import org.mergeengine.config.ModelRef;
+import org.mergeengine.formats.Json;
+import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.plan.MergePlan;
+
+/**
+ * The output model folder. A merge writes into a hidden temporary sibling and moves it into place
+ * only when every file is complete, so a failed or killed run never leaves a folder that looks
+ * like a finished model. The marker file, written last inside the temporary folder, records what
+ * made the folder.
+ */
+public final class OutputFolder {
+    public static final String MARKER = ".merge-engine-complete.json";
+
+    private OutputFolder() {}
+
+    /** Refuses an output path that holds something other than an earlier merge (nothing is overwritten by surprise). */
+    public static void check(Path out) {
+        if (Files.exists(out) && !Files.isDirectory(out)) {
+            throw MergeException.user(out + " exists and is a file; choose a folder for the output");
+        }
+        if (Files.isDirectory(out) && !Files.exists(out.resolve(MARKER)) && !isEmpty(out)) {
+            throw MergeException.user(out + " exists and is not an earlier merge-engine output; choose an empty or new folder, or remove it");
+        }
+    }
+
+    static boolean isEmpty(Path dir) {
+        try (DirectoryStream<Path> s = Files.newDirectoryStream(dir)) {
+            return !s.iterator().hasNext();
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    public static Path createTemp(Path out) throws IOException {
+        Path parent = out.toAbsolutePath().getParent();
+        Files.createDirectories(parent);
+        return Files.createTempDirectory(parent, "." + out.getFileName() + ".partial-");
+    }
+
+    /** Writes everything besides the shards, then moves the folder into place. */
+    public static void finish(MergePlan plan, Path tmp, Path out, MergeOptions opts) throws IOException {
+        ObjectNode index = plan.layout().index();
+        if (index != null) Json.write(tmp.resolve("model.safetensors.index.json"), index);
+        Json.write(tmp.resolve("config.json"), plan.outputConfig());
+        if (opts.copyTokenizer()) copyTokenizer(plan.donor(), tmp);
+        String configText = plan.config().sourceText();
+        if (opts.writeModelCard()) {
+            if (configText != null) Files.writeString(tmp.resolve("mergekit_config.yml"), configText, StandardCharsets.UTF_8);
+            Files.writeString(tmp.resolve("README.md"), modelCard(plan, out), StandardCharsets.UTF_8);
+        }
+        ObjectNode marker = Json.MAPPER.createObjectNode();
+        marker.put("tool", "merge-engine");
+        marker.put("config_sha256", sha256(configText == null ? "" : configText));
+        marker.put("tensors", plan.tensors().size());
+        marker.put("total_size", plan.layout().totalSize());
+        marker.put("completed", Instant.now().toString());
+        Json.write(tmp.resolve(MARKER), marker);
+        moveIntoPlace(tmp, out);
+    }
+
+    static void copyTokenizer(ModelFolder donor, Path tmp) throws IOException {
+        for (String f : ModelFolder.TOKENIZER_FILES) {
+            Path src = donor.dir().resolve(f);
+            // Copy the bytes only: a read-only source (a hub cache blob) must not make the output read-only.
+            if (Files.isRegularFile(src)) {
+                try (var in = Files.newInputStream(src)) {
+                    Files.copy(in, tmp.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+                }
+            }
+        }
+    }
+
+    static void moveIntoPlace(Path tmp, Path out) throws IOException {
+        Path old = null;
+        if (Files.exists(out)) {
+            old = out.resolveSibling("." + out.getFileName() + ".old-" + System.nanoTime());
+            Files.move(out, old, StandardCopyOption.ATOMIC_MOVE);
+        }
+        Files.move(tmp, out, StandardCopyOption.ATOMIC_MOVE);
+        if (old != null) deleteTree(old);
+    }
+
+    public static void deleteTree(Path dir) {
+        if (!Files.exists(dir)) return;
+        try {
+            Files.walkFileTree(dir, new SimpleFileVisitor<>() {
+                @Override
+                public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
+                    Files.delete(file);
+                    return FileVisitResult.CONTINUE;
+                }
+
+                @Override
+                public FileVisitResult postVisitDirectory(Path d, IOException exc) throws IOException {
+                    Files.delete(d);
+                    return FileVisitResult.CONTINUE;
+                }
+            });
+        } catch (IOException ignored) {
+            // best effort: a leftover hidden temp folder never looks like a finished model
+        }
+    }
+
+    static String sha256(String s) {
+        try {
+            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8)));
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    static String modelCard(MergePlan plan, Path out) {
+        Set<String> hub = new LinkedHashSet<>();
+        for (ModelRef r : plan.config().referencedModels()) {
+            if (looksLikeHubId(r.path())) hub.add(r.path());
+            if (r.hasLora() && looksLikeHubId(r.loraPath())) hub.add(r.loraPath());
+        }
+        StringBuilder sb = new StringBuilder("---\n");
+        if (!hub.isEmpty()) {
+            sb.append("base_model:\n");
+            for (String h : hub) sb.append("- ").append(h).append('\n');
+        }
+        sb.append("library_name: transformers\ntags:\n- mergekit\n- merge\n- merge-engine\n---\n");
+        sb.append("# ").append(out.getFileName()).append("\n\n");
+        sb.append("This is a merge of pre-trained language models made with merge-engine.\n\n## Merge Details\n### Merge Method\n\n");
+        ModelRef base = plan.config().baseModel();
+        sb.append("This model was merged using the `").append(plan.method().name()).append("` method (")
+                .append(plan.method().description()).append(")");
+        if (base != null && !plan.method().name().equals("slerp")) sb.append(" using ").append(base).append(" as a base");
+        sb.append(".\n\n### Models Merged\n\nThe following models were included in the merge:\n");
+        for (ModelRef r : plan.config().referencedModels()) if (!r.equals(base)) sb.append("* ").append(r).append('\n');
+        if (plan.config().sourceText() != null) {
+            sb.append("\n### Configuration\n\nThe following YAML configuration was used to produce this model:\n\n```yaml\n")
+                    .append(plan.config().sourceText().strip()).append("\n```\n");
+        }
+        return sb.toString();
+    }
+
+    static boolean looksLikeHubId(String p) {
+        return !p.startsWith("/") && !p.startsWith("~") && !p.startsWith(".") && p.chars().filter(c -> c == '/').count() == 1
+                && !Files.exists(Path.of(p));
+    }
+}

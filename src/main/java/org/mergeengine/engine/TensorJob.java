@@ -1,0 +1,137 @@
+package org.mergeengine.engine;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.Executor;
+import org.apache.pekko.Done;
+import org.apache.pekko.stream.Materializer;
+import org.apache.pekko.stream.javadsl.Sink;
+import org.apache.pekko.stream.javadsl.Source;
+import org.mergeengine.MergeException;
+import org.mergeengine.formats.DType;
+import org.mergeengine.formats.SafetensorsWriter;
+import org.mergeengine.methods.Chunk;
+import org.mergeengine.methods.TensorKernel;
+import org.mergeengine.plan.PlannedTensor;
+import org.mergeengine.tensor.Convert;
+
+/**
+ * Merges one output tensor as a stream of chunks: loads run ahead of the kernel on the I/O
+ * executor (at most {@link #PREFETCH} chunks), the kernel computes, writes go to the tensor's
+ * planned place. Backpressure keeps at most a few chunks of this tensor in memory at once.
+ */
+final class TensorJob {
+    static final int PREFETCH = 2;
+
+    private final PlannedTensor tensor;
+    private final SafetensorsWriter writer;
+    private final int chunkElements;
+    private final Executor io;
+
+    TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, Executor io) {
+        this.tensor = tensor;
+        this.writer = writer;
+        this.chunkElements = chunkElements;
+        this.io = io;
+    }
+
+    /** Bytes of heap this job holds at most while it runs (for the supervisor's memory budget). */
+    static long memoryEstimate(PlannedTensor t, int chunkElements) {
+        TensorKernel k = t.method().kernel(t.context());
+        long chunk = chunkLength(t, k, chunkElements);
+        int lanes = 2 * t.inputs().size() + 2; // inputs, method scratch of similar size, output, encoded output
+        return chunk * 4L * lanes * (k.wholeTensor() ? 1 : PREFETCH + 1);
+    }
+
+    static long chunkLength(PlannedTensor t, TensorKernel k, int chunkElements) {
+        long n = t.numel();
+        if (k.wholeTensor()) return n;
+        long a = Math.max(1, k.alignment());
+        long c = Math.max(a, chunkElements / a * a);
+        return Math.min(c, n);
+    }
+
+    CompletionStage<Done> run(Materializer mat) {
+        TensorKernel kernel = tensor.method().kernel(tensor.context());
+        long n = tensor.numel();
+        long chunk = chunkLength(tensor, kernel, chunkElements);
+        if (chunk > Integer.MAX_VALUE - 16) {
+            throw new MergeException(MergeException.Kind.USER, "tensor " + tensor.name() + " has " + n + " elements, more than "
+                    + tensor.method().name() + " can hold at once (it needs the whole tensor in memory)");
+        }
+        List<long[]> ranges = new ArrayList<>();
+        for (long s = 0; s < n; s += chunk) ranges.add(new long[] {s, Math.min(chunk, n - s)});
+        if (n == 0) return CompletableFuture.completedFuture(Done.getInstance());
+
+        if (kernel.isIdentity() && canCopyBytes()) return copyBytes(mat, ranges);
+
+        CompletionStage<Done> stage = CompletableFuture.completedFuture(Done.getInstance());
+        for (int p = 0; p < kernel.reductionPasses(); p++) {
+            final int pass = p;
+            stage = stage.thenCompose(d -> Source.from(ranges)
+                    .mapAsync(PREFETCH, r -> load(r))
+                    .runWith(Sink.foreach(c -> kernel.reduce(pass, c)), mat)
+                    .thenApply(x -> {
+                        kernel.endPass(pass);
+                        return x;
+                    }));
+        }
+        DType out = tensor.outDType();
+        return stage.thenCompose(d -> Source.from(ranges)
+                .mapAsync(PREFETCH, r -> load(r))
+                .map(c -> {
+                    float[] res = new float[c.length];
+                    kernel.compute(c, res);
+                    ByteBuffer buf = ByteBuffer.allocate(c.length * out.size()).order(ByteOrder.LITTLE_ENDIAN);
+                    Convert.encode(out, res, 0, c.length, buf);
+                    buf.flip();
+                    return new Encoded(c.start * out.size(), buf);
+                })
+                .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
+                .runWith(Sink.ignore(), mat));
+    }
+
+    private record Encoded(long offset, ByteBuffer bytes) {}
+
+    private boolean canCopyBytes() {
+        PlannedTensor.Input in = tensor.inputs().get(0);
+        return !in.cropped() && in.castTo() == null && in.source().info().dtype() == tensor.outDType();
+    }
+
+    private CompletionStage<Done> copyBytes(Materializer mat, List<long[]> ranges) {
+        PlannedTensor.Input in = tensor.inputs().get(0);
+        int es = tensor.outDType().size();
+        return Source.from(ranges)
+                .mapAsync(PREFETCH, r -> CompletableFuture.supplyAsync(() -> {
+                    ByteBuffer src = InputReader.readBytes(in, r[0] * es, (int) (r[1] * es));
+                    return write(new Encoded(r[0] * es, src));
+                }, io))
+                .runWith(Sink.ignore(), mat);
+    }
+
+    private CompletionStage<Chunk> load(long[] r) {
+        return CompletableFuture.supplyAsync(() -> {
+            int len = (int) r[1];
+            float[][] in = new float[tensor.inputs().size()][];
+            for (int i = 0; i < in.length; i++) {
+                in[i] = new float[len];
+                InputReader.read(tensor.inputs().get(i), r[0], len, in[i]);
+            }
+            return new Chunk(r[0], len, in);
+        }, io);
+    }
+
+    private Done write(Encoded e) {
+        try {
+            writer.write(tensor.name(), e.offset(), e.bytes());
+        } catch (java.io.IOException ex) {
+            throw new MergeException(MergeException.Kind.USER, "writing " + tensor.name() + " to " + writer.dir() + " failed: " + ex.getMessage()
+                    + " (is the disk full?)", ex);
+        }
+        return Done.getInstance();
+    }
+}

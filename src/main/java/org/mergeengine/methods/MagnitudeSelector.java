@@ -1,0 +1,103 @@
+package org.mergeengine.methods;
+
+/**
+ * Exact selection of the {@code k} largest (or smallest) magnitudes of a tensor in O(n) time and
+ * O(1) memory in n: two streaming passes of 65536-bucket histograms over the float bits of |x|
+ * (for non-negative floats the bit patterns sort like the values), first on the high 16 bits, then
+ * on the low 16 bits inside the one bucket that holds the cut.
+ *
+ * <p>Equal magnitudes at the cut are decided by flat index, so the result is deterministic:
+ * {@code lowIndexFirst} takes the tied elements with the lowest indices first, otherwise the
+ * highest. Membership is then asked element by element, in index order, in a third pass.
+ */
+final class MagnitudeSelector {
+    private final long k;
+    private final boolean largest;
+    private final boolean lowIndexFirst;
+    private long[] hist = new long[65536];
+    private int bucket;
+    private long beyond;        // members strictly beyond the cut bucket, then beyond the exact cut value
+    private int cut;            // the magnitude bits at the cut
+    private long tiesTaken;     // how many elements equal to the cut are members
+    private long tiesTotal;
+    private long seen;          // ties seen so far in the current membership pass
+    private boolean all, none;
+
+    MagnitudeSelector(long k, long n, boolean largest, boolean lowIndexFirst) {
+        this.k = k;
+        this.largest = largest;
+        this.lowIndexFirst = lowIndexFirst;
+        this.none = k <= 0;
+        this.all = k >= n;
+    }
+
+    static int key(float x) {
+        return Float.floatToRawIntBits(x) & 0x7fffffff;
+    }
+
+    boolean trivial() {
+        return all || none;
+    }
+
+    void countHigh(float[] v, int len) {
+        if (trivial()) return;
+        long[] h = hist;
+        for (int i = 0; i < len; i++) h[key(v[i]) >>> 16]++;
+    }
+
+    void endHigh() {
+        if (trivial()) return;
+        long cum = 0;
+        int b = largest ? 65535 : 0;
+        int step = largest ? -1 : 1;
+        for (; b >= 0 && b <= 65535; b += step) {
+            if (cum + hist[b] >= k) break;
+            cum += hist[b];
+        }
+        bucket = b;
+        beyond = cum;
+        java.util.Arrays.fill(hist, 0);
+    }
+
+    void countLow(float[] v, int len) {
+        if (trivial()) return;
+        long[] h = hist;
+        int bkt = bucket;
+        for (int i = 0; i < len; i++) {
+            int key = key(v[i]);
+            if ((key >>> 16) == bkt) h[key & 0xffff]++;
+        }
+    }
+
+    void endLow() {
+        if (trivial()) return;
+        long cum = beyond;
+        int l = largest ? 65535 : 0;
+        int step = largest ? -1 : 1;
+        for (; l >= 0 && l <= 65535; l += step) {
+            if (cum + hist[l] >= k) break;
+            cum += hist[l];
+        }
+        cut = (bucket << 16) | l;
+        tiesTotal = hist[l];
+        tiesTaken = k - cum;
+        hist = null;
+    }
+
+    /** Call before each membership pass over the tensor. */
+    void restart() {
+        seen = 0;
+    }
+
+    /** Whether the next element (in index order) with magnitude |x| is in the selected set. */
+    boolean member(float x) {
+        if (none) return false;
+        if (all) return true;
+        int key = key(x);
+        if (key == cut) {
+            long s = seen++;
+            return lowIndexFirst ? s < tiesTaken : s >= tiesTotal - tiesTaken;
+        }
+        return largest ? key > cut : key < cut;
+    }
+}

@@ -1,0 +1,33 @@
+package org.mergeengine.methods;
+
+import java.nio.charset.StandardCharsets;
+
+/**
+ * Counter-based random numbers: the draw for element j of model i in a tensor is a pure function of
+ * (seed, tensor name, i, j). Output bytes therefore never depend on chunking, worker count,
+ * scheduling order or machine.
+ */
+public final class Random {
+    private Random() {}
+
+    public static long mix(long z) {
+        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+        return z ^ (z >>> 31);
+    }
+
+    /** A stream key for one model's draws within one tensor. */
+    public static long streamKey(long seed, String tensorName, int model) {
+        long h = 0xcbf29ce484222325L; // FNV-1a over the name's UTF-8 bytes
+        for (byte b : tensorName.getBytes(StandardCharsets.UTF_8)) {
+            h ^= b & 0xff;
+            h *= 0x100000001b3L;
+        }
+        return mix(mix(seed ^ 0x9e3779b97f4a7c15L) ^ h) + (model + 1) * 0x632be59bd9b4e019L;
+    }
+
+    /** Uniform in [0, 1) for element {@code index} of the stream. */
+    public static double uniform(long streamKey, long index) {
+        return (mix(streamKey + index * 0x9e3779b97f4a7c15L) >>> 11) * 0x1.0p-53;
+    }
+}

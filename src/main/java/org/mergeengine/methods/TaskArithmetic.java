@@ -1,0 +1,330 @@
+package org.mergeengine.methods;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.mergeengine.config.ConfigException;
+
+/**
+ * The task-vector family ("generalized task arithmetic"): task_arithmetic, ties, dare_ties,
+ * dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear. Per tensor:
+ * <pre>
+ *   d_i = X_i - B                                  task vector of model i
+ *   m_i = sparsify(d_i)                            keep mask (method's sparsifier, density_i)
+ *   c_i = sum|d_i| / sum|m_i d_i|  if rescale      restore the L1 mass (1 when either sum < 1e-7)
+ *   D_i = w_i c_i m_i d_i
+ *   consensus:  s = sign(sum_i D_i) (0 counts +), a_i = [sign(D_i) == s]   (zeros never agree)
+ *               M = sum a_i D_i,  W = sum a_i w_i (1 where 0)
+ *   otherwise:  M = sum D_i,      W = sum w_i     (1 where |W| < 1e-8)
+ *   R = B + lambda * (normalize ? M / W : M)
+ * </pre>
+ * Sparsifiers: magnitude (ties) keeps the floor(density*n) largest |d|; outliers (breadcrumbs)
+ * drops the floor(gamma*n) largest and the n - floor(density*n) - floor(gamma*n) smallest; random
+ * (DARE) keeps each element with probability density; della keeps with probability
+ * density - eps + 2 eps (rank-1)/(L-1), rank of |d| within its row of length L.
+ */
+public final class TaskArithmetic implements MergeMethod {
+    public enum Sparsifier { NONE, MAGNITUDE, OUTLIERS, RANDOM, DELLA }
+
+    private final String name;
+    private final Sparsifier sparsifier;
+    private final boolean consensus;
+    private final double normalizeDefault, rescaleDefault;
+
+    public TaskArithmetic(String name, Sparsifier sparsifier, boolean consensus, boolean normalizeDefault, boolean rescaleDefault) {
+        this.name = name;
+        this.sparsifier = sparsifier;
+        this.consensus = consensus;
+        this.normalizeDefault = normalizeDefault ? 1 : 0;
+        this.rescaleDefault = rescaleDefault ? 1 : 0;
+    }
+
+    @Override public String name() { return name; }
+    @Override public BaseUse baseUse() { return BaseUse.REQUIRED; }
+    @Override public ResultDType resultDType() { return ResultDType.BASE; }
+    @Override public ShapeRule shapeRule() { return ShapeRule.TO_BASE; }
+
+    @Override
+    public List<ParamSpec> parameters() {
+        List<ParamSpec> p = new ArrayList<>(List.of(
+                ParamSpec.requiredPerModel("weight"),
+                ParamSpec.perModel("density", 1.0),
+                ParamSpec.global("normalize", normalizeDefault),
+                ParamSpec.global("rescale", rescaleDefault),
+                ParamSpec.global("lambda", 1.0),
+                ParamSpec.global("int8_mask", 0.0)));
+        if (sparsifier == Sparsifier.OUTLIERS) p.add(ParamSpec.perModel("gamma", 0.01));
+        if (sparsifier == Sparsifier.DELLA) p.add(ParamSpec.perModel("epsilon", 0.15));
+        return p;
+    }
+
+    @Override
+    public String description() {
+        switch (sparsifier) {
+            case MAGNITUDE: return "TIES: top-k magnitude trim, sign election, disjoint mean";
+            case OUTLIERS: return "Model Breadcrumbs: drop the largest and smallest task-vector entries" + (consensus ? ", sign election" : "");
+            case RANDOM: return "DARE: random drop with L1 rescale" + (consensus ? ", sign election" : "");
+            case DELLA: return "DELLA: magnitude-ranked random drop with L1 rescale" + (consensus ? ", sign election" : "");
+            default: return "task arithmetic: base plus weighted task vectors";
+        }
+    }
+
+    @Override
+    public void checkInputs(int others, boolean hasBase, String yamlPath) {
+        if (!hasBase) throw new ConfigException(yamlPath.isEmpty() ? "base_model" : yamlPath, name + " needs base_model: the task vectors are differences from it");
+    }
+
+    @Override
+    public void checkParameters(KernelContext ctx) {
+        for (int i : ctx.others()) {
+            double rho = ctx.model("density", i);
+            if (Double.isNaN(rho) || rho < 0) throw ctx.invalid("density", i, "must be >= 0, got " + rho);
+            if (sparsifier == Sparsifier.OUTLIERS) {
+                double g = ctx.model("gamma", i);
+                if (g < 0 || g > 1) throw ctx.invalid("gamma", i, "must be within [0, 1], got " + g);
+            }
+            if (sparsifier == Sparsifier.DELLA && rho < 1 && rho > 0) {
+                double eps = ctx.model("epsilon", i);
+                if (!(eps > 0 && eps < rho && rho + eps <= 1)) {
+                    throw ctx.invalid("epsilon", i, "must satisfy 0 < epsilon < density and density + epsilon <= 1 (keep probabilities density +- epsilon), got epsilon "
+                            + eps + " with density " + rho);
+                }
+            }
+        }
+    }
+
+    @Override
+    public TensorKernel kernel(KernelContext ctx) {
+        return new Kernel(ctx);
+    }
+
+    private final class Kernel implements TensorKernel {
+        final int base;
+        final int[] o;
+        final double[] w, rho;
+        final Sparsifier[] sp;
+        final MagnitudeSelector[] keep, dropTop, dropBot;
+        final long[] streams;
+        final double[] eps;
+        final double[] l1All, l1Kept;
+        final float[] scale;
+        final boolean normalize, rescale;
+        final float lambda;
+        final int selectionPasses, passes;
+        final long rowLen;
+        float[][] delta;
+        boolean[] mask;
+
+        Kernel(KernelContext ctx) {
+            base = ctx.baseIndex();
+            o = ctx.others();
+            int n = o.length;
+            long numel = ctx.numel();
+            w = new double[n];
+            rho = new double[n];
+            eps = new double[n];
+            sp = new Sparsifier[n];
+            keep = new MagnitudeSelector[n];
+            dropTop = new MagnitudeSelector[n];
+            dropBot = new MagnitudeSelector[n];
+            streams = new long[n];
+            l1All = new double[n];
+            l1Kept = new double[n];
+            scale = new float[n];
+            normalize = ctx.flag("normalize");
+            rescale = ctx.flag("rescale");
+            lambda = (float) ctx.global("lambda");
+            rowLen = ctx.rowLength();
+            boolean anySelect = false, anySparse = false;
+            for (int k = 0; k < n; k++) {
+                int i = o[k];
+                w[k] = ctx.model("weight", i);
+                rho[k] = ctx.model("density", i);
+                sp[k] = rho[k] >= 1 ? Sparsifier.NONE : sparsifier;
+                scale[k] = 1f;
+                streams[k] = Random.streamKey(ctx.seed(), ctx.tensorName(), i);
+                switch (sp[k]) {
+                    case MAGNITUDE:
+                        keep[k] = new MagnitudeSelector((long) Math.floor(rho[k] * numel), numel, true, true);
+                        anySelect = true;
+                        break;
+                    case OUTLIERS: {
+                        long top = (long) Math.floor(ctx.model("gamma", i) * numel);
+                        long target = (long) Math.floor(rho[k] * numel);
+                        long bot = numel - target - top;
+                        if (bot < 0) {
+                            top += bot;
+                            bot = 0;
+                        }
+                        // In ascending (magnitude, index) order: drop the last `top` and the first `bot`.
+                        dropTop[k] = new MagnitudeSelector(top, numel, true, false);
+                        dropBot[k] = new MagnitudeSelector(bot, numel, false, true);
+                        anySelect = true;
+                        break;
+                    }
+                    case DELLA:
+                        eps[k] = ctx.model("epsilon", i);
+                        break;
+                    default:
+                        break;
+                }
+                anySparse |= sp[k] != Sparsifier.NONE;
+            }
+            selectionPasses = anySelect ? 2 : 0;
+            passes = selectionPasses + (rescale && anySparse ? 1 : 0);
+        }
+
+        @Override public int reductionPasses() { return passes; }
+        @Override public long alignment() { return sparsifier == Sparsifier.DELLA ? rowLen : 1; }
+
+        private void deltas(Chunk c) {
+            int n = o.length;
+            if (delta == null || delta[0].length < c.length) {
+                delta = new float[n][c.length];
+                mask = new boolean[c.length];
+            }
+            float[] b = c.in[base];
+            for (int k = 0; k < n; k++) {
+                float[] x = c.in[o[k]], d = delta[k];
+                for (int j = 0; j < c.length; j++) d[j] = x[j] - b[j];
+            }
+        }
+
+        private void restartIfFirst(Chunk c) {
+            if (c.start != 0) return;
+            for (int k = 0; k < o.length; k++) {
+                if (keep[k] != null) keep[k].restart();
+                if (dropTop[k] != null) { dropTop[k].restart(); dropBot[k].restart(); }
+            }
+        }
+
+        @Override
+        public void reduce(int pass, Chunk c) {
+            deltas(c);
+            restartIfFirst(c);
+            for (int k = 0; k < o.length; k++) {
+                float[] d = delta[k];
+                if (pass < selectionPasses) {
+                    for (MagnitudeSelector s : new MagnitudeSelector[] {keep[k], dropTop[k], dropBot[k]}) {
+                        if (s == null) continue;
+                        if (pass == 0) s.countHigh(d, c.length); else s.countLow(d, c.length);
+                    }
+                } else if (sp[k] != Sparsifier.NONE) {
+                    mask(k, c, d);
+                    double all = 0, kept = 0;
+                    for (int j = 0; j < c.length; j++) {
+                        double a = Math.abs(d[j]);
+                        all += a;
+                        if (mask[j]) kept += a;
+                    }
+                    l1All[k] += all;
+                    l1Kept[k] += kept;
+                }
+            }
+        }
+
+        @Override
+        public void endPass(int pass) {
+            for (int k = 0; k < o.length; k++) {
+                if (pass < selectionPasses) {
+                    for (MagnitudeSelector s : new MagnitudeSelector[] {keep[k], dropTop[k], dropBot[k]}) {
+                        if (s == null) continue;
+                        if (pass == 0) s.endHigh(); else s.endLow();
+                    }
+                } else if (sp[k] != Sparsifier.NONE && l1All[k] >= 1e-7 && l1Kept[k] >= 1e-7) {
+                    scale[k] = (float) (l1All[k] / l1Kept[k]);
+                }
+            }
+        }
+
+        /** Fills mask[0..len) with model k's keep decisions for this chunk, in index order. */
+        private void mask(int k, Chunk c, float[] d) {
+            int len = c.length;
+            switch (sp[k]) {
+                case NONE:
+                    java.util.Arrays.fill(mask, 0, len, true);
+                    break;
+                case MAGNITUDE:
+                    for (int j = 0; j < len; j++) mask[j] = keep[k].member(d[j]);
+                    break;
+                case OUTLIERS:
+                    for (int j = 0; j < len; j++) {
+                        boolean top = dropTop[k].member(d[j]);
+                        boolean bot = dropBot[k].member(d[j]);
+                        mask[j] = !top && !bot;
+                    }
+                    break;
+                case RANDOM:
+                    for (int j = 0; j < len; j++) mask[j] = Random.uniform(streams[k], c.start + j) < rho[k];
+                    break;
+                case DELLA:
+                    dellaMask(k, c, d);
+                    break;
+                default:
+                    throw new IllegalStateException();
+            }
+        }
+
+        private void dellaMask(int k, Chunk c, float[] d) {
+            if (rho[k] <= 0) {
+                java.util.Arrays.fill(mask, 0, c.length, false);
+                return;
+            }
+            int L = (int) rowLen;
+            long[] order = new long[L];
+            for (int r0 = 0; r0 < c.length; r0 += L) {
+                for (int j = 0; j < L; j++) order[j] = ((long) MagnitudeSelector.key(d[r0 + j]) << 32) | j;
+                java.util.Arrays.sort(order); // ascending magnitude, ties by index
+                for (int rank = 0; rank < L; rank++) {
+                    int j = (int) order[rank];
+                    // A one-element row has no spread of ranks: it keeps with probability density.
+                    double p = L == 1 ? rho[k] : rho[k] - eps[k] + 2 * eps[k] * rank / (double) (L - 1);
+                    mask[r0 + j] = Random.uniform(streams[k], c.start + r0 + j) < p;
+                }
+            }
+        }
+
+        @Override
+        public void compute(Chunk c, float[] out) {
+            deltas(c);
+            restartIfFirst(c);
+            int n = o.length, len = c.length;
+            for (int k = 0; k < n; k++) {
+                float[] d = delta[k];
+                float f = (float) (w[k]) * scale[k];
+                if (sp[k] == Sparsifier.NONE) {
+                    for (int j = 0; j < len; j++) d[j] *= f;
+                } else {
+                    mask(k, c, d);
+                    for (int j = 0; j < len; j++) d[j] = mask[j] ? d[j] * f : 0f;
+                }
+            }
+            float[] b = c.in[base];
+            if (consensus) {
+                for (int j = 0; j < len; j++) {
+                    float s = 0;
+                    for (int k = 0; k < n; k++) s += delta[k][j];
+                    boolean positive = s >= 0;
+                    float m = 0, div = 0;
+                    for (int k = 0; k < n; k++) {
+                        float v = delta[k][j];
+                        if (positive ? v > 0 : v < 0) {
+                            m += v;
+                            div += (float) w[k];
+                        }
+                    }
+                    if (normalize) m /= div == 0 ? 1f : div;
+                    out[j] = b[j] + lambda * m;
+                }
+            } else {
+                double wsum = 0;
+                for (double x : w) wsum += x;
+                float inv = normalize ? (float) (1.0 / (Math.abs(wsum) < 1e-8 ? 1.0 : wsum)) : 1f;
+                for (int j = 0; j < len; j++) {
+                    float m = 0;
+                    for (int k = 0; k < n; k++) m += delta[k][j];
+                    out[j] = b[j] + lambda * (m * inv);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+package org.mergeengine.methods;
+
+/**
+ * The math of one method for one output tensor. The engine feeds it the tensor in chunks, in
+ * order: first {@link #reductionPasses()} passes over every chunk through {@link #reduce} (for
+ * whole-tensor statistics such as norms or magnitude thresholds), then one pass through
+ * {@link #compute} that produces the output. A kernel that needs the tensor at once says so with
+ * {@link #wholeTensor()} and then gets a single chunk.
+ */
+public interface TensorKernel {
+    /** True when the kernel must see the whole tensor in one chunk. */
+    default boolean wholeTensor() {
+        return false;
+    }
+
+    /** Chunks start and end on multiples of this many elements (e.g. a row length for row-wise math). */
+    default long alignment() {
+        return 1;
+    }
+
+    default int reductionPasses() {
+        return 0;
+    }
+
+    default void reduce(int pass, Chunk chunk) {}
+
+    /** Called after each reduction pass has seen every chunk. */
+    default void endPass(int pass) {}
+
+    /** Writes the merged values of {@code chunk}'s elements into {@code out[0..chunk.length)}. */
+    void compute(Chunk chunk, float[] out);
+
+    /** True when the output is exactly input 0 (lets the engine copy bytes without converting). */
+    default boolean isIdentity() {
+        return false;
+    }
+}

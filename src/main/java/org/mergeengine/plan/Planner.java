@@ -1,0 +1,440 @@
+package org.mergeengine.plan;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import org.mergeengine.config.ConfigException;
+import org.mergeengine.config.MergeConfig;
+import org.mergeengine.config.ModelRef;
+import org.mergeengine.config.ParamValue;
+import org.mergeengine.formats.DType;
+import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.formats.ShardLayout;
+import org.mergeengine.methods.KernelContext;
+import org.mergeengine.methods.MergeMethod;
+import org.mergeengine.methods.MethodRegistry;
+import org.mergeengine.methods.ParamSpec;
+
+/**
+ * Builds a {@link MergePlan} from a config and the input models' headers. Every config and input
+ * mistake surfaces here, before the engine reads a byte of tensor data.
+ */
+public final class Planner {
+    /** One input of an output slice: a model and its layer range, with its own parameters. */
+    record Source(ModelRef ref, int start, int end, MergeConfig.Params params, String yamlPath) {}
+
+    record Slice(List<Source> sources, MergeConfig.Params params, ModelRef base, String yamlPath) {
+        int length() {
+            return sources.get(0).end - sources.get(0).start;
+        }
+
+        int baseIndex(MergeMethod m) {
+            if (base == null || m.baseUse() == MergeMethod.BaseUse.NONE) return -1;
+            for (int i = 0; i < sources.size(); i++) if (sources.get(i).ref.equals(base)) return i;
+            return -1;
+        }
+    }
+
+    private final MergeConfig cfg;
+    private final MergeMethod method;
+    private final PlanOptions opts;
+    private final Map<ModelRef, ModelFolder> folders = new LinkedHashMap<>();
+    private final Map<ModelRef, ModelLayout> layouts = new HashMap<>();
+    private final List<String> warnings = new ArrayList<>();
+    private final List<PlannedTensor> planned = new ArrayList<>();
+    private final Set<String> outNames = new java.util.HashSet<>();
+
+    private Planner(MergeConfig cfg, PlanOptions opts) {
+        this.cfg = cfg;
+        this.opts = opts;
+        this.method = MethodRegistry.get(cfg.mergeMethod(), "merge_method");
+    }
+
+    /** Checks that need no model at all (method name, parameter names and ranges of the YAML itself). */
+    public static void checkConfig(MergeConfig cfg) {
+        MethodRegistry.get(cfg.mergeMethod(), "merge_method");
+    }
+
+    public static MergePlan plan(MergeConfig cfg, ModelResolver resolver, PlanOptions opts) {
+        return new Planner(cfg, opts).build(resolver);
+    }
+
+    private MergePlan build(ModelResolver resolver) {
+        resolveModels(resolver);
+        checkArchitectures();
+        List<Slice> slices = slices();
+        for (Slice s : slices) {
+            int bi = s.baseIndex(method);
+            if (s.base != null && bi < 0 && method.baseUse() == MergeMethod.BaseUse.REQUIRED) {
+                throw new ConfigException(s.yamlPath.isEmpty() ? "base_model" : s.yamlPath + ".sources",
+                        method.name() + ": base model " + s.base + " must be one of the slice's sources");
+            }
+            method.checkInputs(s.sources.size() - (bi >= 0 ? 1 : 0), bi >= 0, s.yamlPath.isEmpty() ? "models" : s.yamlPath);
+        }
+
+        Slice first = slices.get(0), last = slices.get(slices.size() - 1);
+        planEdge(first, true);
+        int counter = 0;
+        for (Slice s : slices) {
+            int len = s.length();
+            for (int j = 0; j < len; j++) {
+                double t = len > 1 ? j / (double) (len - 1) : 1.0;
+                planLayer(s, j, counter + j, t);
+            }
+            counter += len;
+        }
+        planEdge(last, false);
+
+        // Read in the order the bytes lie on disk: by first input's model, shard and offset.
+        List<ModelRef> order = new ArrayList<>(folders.keySet());
+        Map<String, Integer> modelRank = new HashMap<>();
+        for (int i = 0; i < order.size(); i++) modelRank.put(order.get(i).toString(), i);
+        planned.sort(Comparator.<PlannedTensor>comparingInt(t -> modelRank.get(t.inputs().get(0).model()))
+                .thenComparingInt(t -> {
+                    ModelFolder.Located l = t.inputs().get(0).source();
+                    return folderOf(t.inputs().get(0).model()).fileIndex(l.file());
+                })
+                .thenComparingLong(t -> t.inputs().get(0).source().info().begin()));
+
+        List<ShardLayout.Entry> entries = new ArrayList<>();
+        for (PlannedTensor t : planned) entries.add(new ShardLayout.Entry(t.name(), t.outDType(), t.shape()));
+        ShardLayout layout = ShardLayout.plan(entries, opts.outShardSize(), "model");
+
+        ModelRef donorRef = cfg.baseModel() != null ? cfg.baseModel() : cfg.referencedModels().get(0);
+        ModelFolder donor = folders.get(donorRef);
+        ObjectNode outCfg = outputConfig(donorRef, donor, counter);
+        Map<String, ModelFolder> byLabel = new LinkedHashMap<>();
+        folders.forEach((r, f) -> byLabel.put(r.toString(), f));
+        return new MergePlan(cfg, method, List.copyOf(planned), layout, outCfg, donor, byLabel, counter, List.copyOf(warnings));
+    }
+
+    private ModelFolder folderOf(String label) {
+        for (Map.Entry<ModelRef, ModelFolder> e : folders.entrySet()) if (e.getKey().toString().equals(label)) return e.getValue();
+        throw new IllegalStateException(label);
+    }
+
+    private void resolveModels(ModelResolver resolver) {
+        Map<ModelRef, String> paths = new LinkedHashMap<>();
+        if (cfg.models() != null) {
+            for (MergeConfig.ModelEntry m : cfg.models()) paths.putIfAbsent(m.model(), m.yamlPath() + ".model");
+        } else {
+            for (MergeConfig.OutputSlice s : cfg.slices()) {
+                for (MergeConfig.InputSlice i : s.sources()) paths.putIfAbsent(i.model(), i.yamlPath() + ".model");
+                if (s.baseModel() != null) paths.putIfAbsent(s.baseModel(), s.yamlPath() + ".base_model");
+            }
+        }
+        if (cfg.baseModel() != null) paths.putIfAbsent(cfg.baseModel(), "base_model");
+        for (Map.Entry<ModelRef, String> e : paths.entrySet()) {
+            ModelFolder f = resolver.resolve(e.getKey(), e.getValue());
+            folders.put(e.getKey(), f);
+            layouts.put(e.getKey(), ModelLayout.of(e.getKey().toString(), f));
+        }
+    }
+
+    private void checkArchitectures() {
+        String seen = null;
+        ModelRef seenBy = null;
+        for (Map.Entry<ModelRef, ModelFolder> e : folders.entrySet()) {
+            ObjectNode c = e.getValue().config();
+            if (c == null) continue;
+            JsonNode a = c.get("architectures");
+            String arch = a != null && a.isArray() && a.size() > 0 ? a.get(0).asText() : null;
+            if (arch == null) continue;
+            if (seen == null) {
+                seen = arch;
+                seenBy = e.getKey();
+            } else if (!seen.equals(arch) && !opts.allowCrimes()) {
+                throw new ConfigException("", "models of different architectures: " + seenBy + " is " + seen + ", " + e.getKey() + " is " + arch
+                        + "; pass --allow-crimes to merge them anyway");
+            }
+        }
+    }
+
+    private List<Slice> slices() {
+        List<Slice> out = new ArrayList<>();
+        if (cfg.models() != null) {
+            List<Source> src = new ArrayList<>();
+            for (MergeConfig.ModelEntry m : cfg.models()) {
+                src.add(new Source(m.model(), 0, layouts.get(m.model()).numLayers(), m.parameters(), m.yamlPath()));
+            }
+            ModelRef base = cfg.baseModel();
+            boolean listed = base != null && src.stream().anyMatch(s -> s.ref.equals(base));
+            if (base != null && !listed && method.baseUse() != MergeMethod.BaseUse.NONE) {
+                src.add(new Source(base, 0, layouts.get(base).numLayers(), MergeConfig.Params.empty("base_model"), "base_model"));
+                warnings.add("base model " + base + " is not listed under models; it takes part as an input (as in mergekit)");
+            }
+            Set<Integer> counts = new LinkedHashSet<>();
+            for (Source s : src) counts.add(s.end);
+            if (counts.size() > 1) {
+                StringBuilder sb = new StringBuilder();
+                for (Source s : src) sb.append(sb.length() == 0 ? "" : ", ").append(s.ref).append(" has ").append(s.end);
+                throw new ConfigException("models", "the models have different layer counts (" + sb + "); use slices: with layer_range to choose layers");
+            }
+            out.add(new Slice(src, MergeConfig.Params.empty(""), base, ""));
+            return out;
+        }
+        for (MergeConfig.OutputSlice os : cfg.slices()) {
+            List<Source> src = new ArrayList<>();
+            int len = -1;
+            for (MergeConfig.InputSlice in : os.sources()) {
+                int n = layouts.get(in.model()).numLayers();
+                int a = 0, b = n;
+                if (in.layerRange() != null) {
+                    a = in.layerRange()[0];
+                    b = in.layerRange()[1];
+                    if (b > n) {
+                        throw new ConfigException(in.yamlPath() + ".layer_range", "[" + a + ", " + b + "] runs past the end of " + in.model()
+                                + ", which has " + n + " layers (0.." + (n - 1) + "); the end is exclusive");
+                    }
+                }
+                if (len >= 0 && b - a != len) {
+                    throw new ConfigException(os.yamlPath() + ".sources", "all inputs to a slice must contain the same number of layers (found " + len + " and " + (b - a) + ")");
+                }
+                len = b - a;
+                src.add(new Source(in.model(), a, b, in.parameters(), in.yamlPath()));
+            }
+            ModelRef base = os.baseModel() != null ? os.baseModel() : cfg.baseModel();
+            out.add(new Slice(src, os.parameters(), base, os.yamlPath()));
+        }
+        return out;
+    }
+
+    /** Embeddings (first slice) or final norm and lm_head (last slice); evaluated at t = 0. */
+    private void planEdge(Slice s, boolean pre) {
+        LinkedHashSet<String> names = new LinkedHashSet<>();
+        for (Source src : s.sources) {
+            ModelLayout l = layouts.get(src.ref);
+            names.addAll(pre ? l.pre() : l.post());
+        }
+        for (String name : names) {
+            if (ModelLayout.isLmHead(name)) {
+                // lm_head is optional: planned when some source has one; the others read their tied embedding.
+                boolean any = s.sources.stream().anyMatch(src -> folders.get(src.ref).tensor(name) != null);
+                if (!any) continue;
+            }
+            List<String> inputNames = new ArrayList<>();
+            for (int k = 0; k < s.sources.size(); k++) inputNames.add(name);
+            planTensor(name, s, inputNames, 0.0);
+        }
+    }
+
+    private void planLayer(Slice s, int j, int outIndex, double t) {
+        LinkedHashSet<String> suffixes = new LinkedHashSet<>();
+        for (Source src : s.sources) suffixes.addAll(layouts.get(src.ref).layer(src.start + j).keySet());
+        String outPrefix = layouts.get(s.sources.get(0).ref).layerPrefix();
+        for (String suffix : suffixes) {
+            List<String> inputNames = new ArrayList<>();
+            for (Source src : s.sources) {
+                ModelLayout l = layouts.get(src.ref);
+                String in = l.layer(src.start + j).get(suffix);
+                if (in == null) {
+                    throw new ConfigException(src.yamlPath, "tensor '" + l.layerPrefix() + (src.start + j) + "." + suffix + "' is missing from model "
+                            + src.ref + " (other inputs of this slice have it); the models must share their layer structure");
+                }
+                inputNames.add(in);
+            }
+            planTensor(outPrefix + outIndex + "." + suffix, s, inputNames, t);
+        }
+    }
+
+    private void planTensor(String outName, Slice s, List<String> inputNames, double t) {
+        if (!outNames.add(outName)) throw new ConfigException(s.yamlPath, "output tensor " + outName + " would be written twice");
+        int baseIdx = s.baseIndex(method);
+        List<Source> srcs = new ArrayList<>(s.sources);
+        List<ModelFolder.Located> located = new ArrayList<>();
+        for (int k = 0; k < srcs.size(); k++) {
+            Source src = srcs.get(k);
+            ModelFolder f = folders.get(src.ref);
+            String in = inputNames.get(k);
+            ModelFolder.Located l = f.tensor(in);
+            if (l == null && ModelLayout.isLmHead(in)) {
+                String tied = layouts.get(src.ref).inputEmbedding();
+                if (tied != null) l = f.tensor(tied);
+            }
+            if (l == null) {
+                throw new ConfigException(src.yamlPath, "tensor '" + in + "' is missing from model " + src.ref + " (" + f.dir() + ")");
+            }
+            located.add(l);
+        }
+        boolean embed = ModelLayout.isLmHead(outName) || ModelLayout.isInputEmbedding(outName);
+        long[][] views = new long[srcs.size()][];
+        boolean same = true;
+        for (int k = 0; k < srcs.size(); k++) {
+            views[k] = located.get(k).info().shape().clone();
+            same &= Arrays.equals(views[k], views[0]);
+        }
+        boolean[] drop = new boolean[srcs.size()];
+        if (!same) reconcileShapes(outName, srcs, located, views, drop, baseIdx, embed);
+
+        List<PlannedTensor.Input> inputs = new ArrayList<>();
+        List<Source> kept = new ArrayList<>();
+        int keptBase = -1;
+        for (int k = 0; k < srcs.size(); k++) {
+            if (drop[k]) continue;
+            if (k == baseIdx) keptBase = kept.size();
+            kept.add(srcs.get(k));
+            DType stored = located.get(k).info().dtype();
+            DType cast = cfg.dtype() != null && stored.isFloating() ? cfg.dtype() : null;
+            inputs.add(new PlannedTensor.Input(srcs.get(k).ref.toString(), located.get(k), views[k], cast));
+        }
+        long[] shape = inputs.get(0).view();
+
+        Map<String, Double> globals = new LinkedHashMap<>();
+        Map<String, double[]> perModel = new LinkedHashMap<>();
+        for (ParamSpec spec : method.parameters()) {
+            if (spec.perModel()) {
+                double[] v = new double[kept.size()];
+                for (int k = 0; k < kept.size(); k++) {
+                    Source src = kept.get(k);
+                    Double d = lookup(spec.name(), List.of(src.params, s.params, cfg.parameters()), inputNames.get(s.sources.indexOf(src)), t);
+                    if (d == null) {
+                        boolean exempt = k == keptBase && method.baseUse() != MergeMethod.BaseUse.ORDINARY;
+                        if (spec.required() && !exempt) {
+                            throw new ConfigException(src.yamlPath + ".parameters." + spec.name(), method.name() + " needs '" + spec.name()
+                                    + "' for model " + src.ref + " (tensor " + inputNames.get(s.sources.indexOf(src)) + "); set it under this model's parameters, the slice's, or the top-level parameters");
+                        }
+                        d = spec.defaultValue();
+                    }
+                    v[k] = d;
+                }
+                perModel.put(spec.name(), v);
+            } else {
+                Double d = lookup(spec.name(), List.of(s.params, cfg.parameters()), outName, t);
+                if (d == null) {
+                    if (spec.required()) {
+                        throw new ConfigException("parameters." + spec.name(), method.name() + " needs the parameter '" + spec.name()
+                                + "' (tensor " + outName + "); set it under the top-level or slice parameters");
+                    }
+                    d = spec.defaultValue();
+                }
+                globals.put(spec.name(), d);
+            }
+        }
+        List<String> labels = new ArrayList<>();
+        for (PlannedTensor.Input i : inputs) labels.add(i.model());
+        KernelContext ctx = new KernelContext(method.name(), outName, shape, labels, keptBase, globals, perModel, opts.seed(), embed);
+        method.checkParameters(ctx);
+        planned.add(new PlannedTensor(outName, shape, outDType(inputs, keptBase), List.copyOf(inputs), method, ctx));
+    }
+
+    private void reconcileShapes(String outName, List<Source> srcs, List<ModelFolder.Located> located, long[][] views,
+                                 boolean[] drop, int baseIdx, boolean embed) {
+        boolean matrices = Arrays.stream(views).allMatch(v -> v.length == 2);
+        String shapes = describeShapes(srcs, views);
+        if (method.shapeRule() == MergeMethod.ShapeRule.TO_BASE && baseIdx >= 0) {
+            long[] b = views[baseIdx];
+            for (int k = 0; k < srcs.size(); k++) {
+                if (k == baseIdx || Arrays.equals(views[k], b)) continue;
+                if (embed && matrices) {
+                    if (views[k][0] < b[0] || views[k][1] < b[1]) {
+                        throw new ConfigException(srcs.get(k).yamlPath, "tensor " + outName + " of " + srcs.get(k).ref + " is smaller than the base's (" + shapes
+                                + "); set tokenizer_source (or a tokenizer: block) to rebuild the vocabulary matrices");
+                    }
+                    views[k] = b.clone();
+                    warnings.add(outName + ": " + srcs.get(k).ref + " cut to the base's shape " + Arrays.toString(b) + " (" + shapes + ")");
+                } else {
+                    drop[k] = true;
+                    warnings.add(outName + ": " + srcs.get(k).ref + " left out, its shape differs from the base's (" + shapes + ")");
+                }
+            }
+            return;
+        }
+        if (!(embed && matrices)) {
+            throw new ConfigException("", "tensor size mismatch for " + outName + ": " + shapes);
+        }
+        long r = Long.MAX_VALUE, c = Long.MAX_VALUE;
+        for (long[] v : views) {
+            r = Math.min(r, v[0]);
+            c = Math.min(c, v[1]);
+        }
+        for (int k = 0; k < views.length; k++) views[k] = new long[] {r, c};
+        warnings.add(outName + ": using the common sub-matrix [" + r + ", " + c + "] of " + shapes);
+    }
+
+    private static String describeShapes(List<Source> srcs, long[][] views) {
+        StringBuilder sb = new StringBuilder();
+        for (int k = 0; k < srcs.size(); k++) sb.append(k == 0 ? "" : ", ").append(srcs.get(k).ref).append(' ').append(Arrays.toString(views[k]));
+        return sb.toString();
+    }
+
+    private DType outDType(List<PlannedTensor.Input> inputs, int baseIdx) {
+        boolean allFloat = inputs.stream().allMatch(i -> i.source().info().dtype().isFloating());
+        if (!allFloat) return inputs.get(0).source().info().dtype();
+        if (cfg.outDtype() != null) return cfg.outDtype();
+        if (cfg.dtype() != null) return cfg.dtype();
+        switch (method.resultDType()) {
+            case BASE:
+                return inputs.get(Math.max(baseIdx, 0)).source().info().dtype();
+            case SOURCE:
+                return inputs.get(0).source().info().dtype();
+            default:
+                DType d = inputs.get(0).source().info().dtype();
+                for (PlannedTensor.Input i : inputs) d = DType.promote(d, i.source().info().dtype());
+                return d;
+        }
+    }
+
+    private static Double lookup(String name, List<MergeConfig.Params> levels, String tensorName, double t) {
+        for (MergeConfig.Params p : levels) {
+            if (p == null) continue;
+            ParamValue v = p.get(name);
+            if (v == null) continue;
+            Double d = v.evaluate(tensorName, t);
+            if (d != null) return d;
+        }
+        return null;
+    }
+
+    private ObjectNode outputConfig(ModelRef donorRef, ModelFolder donor, int layers) {
+        if (donor.config() == null) {
+            throw new ConfigException("", "model " + donorRef + " (" + donor.dir() + ") has no config.json; the output's config.json is taken from it");
+        }
+        ObjectNode c = donor.config().deepCopy();
+        ModelLayout dl = layouts.get(donorRef);
+        String key = dl.layerKey() != null ? dl.layerKey() : "num_hidden_layers";
+        setAt(c, key, layers);
+        DType dominant = cfg.outDtype() != null ? cfg.outDtype() : cfg.dtype();
+        if (dominant == null) {
+            Map<DType, Long> bytes = new HashMap<>();
+            for (PlannedTensor t : planned) if (t.outDType().isFloating()) bytes.merge(t.outDType(), t.outputBytes(), Long::sum);
+            dominant = bytes.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse(null);
+        }
+        if (dominant != null) c.put("torch_dtype", dominant.torchName());
+        for (PlannedTensor t : planned) {
+            if (ModelLayout.isInputEmbedding(t.name()) && !t.name().contains("wpe") && t.shape().length == 2) {
+                JsonNode vs = c.get("vocab_size");
+                if (vs != null && vs.isIntegralNumber() && vs.asLong() != t.shape()[0]) {
+                    warnings.add("config.json vocab_size set to " + t.shape()[0] + " (the embedding rows) instead of the donor's " + vs.asLong());
+                    c.put("vocab_size", t.shape()[0]);
+                }
+                break;
+            }
+        }
+        return c;
+    }
+
+    static void setAt(ObjectNode root, String dotted, int value) {
+        String[] parts = dotted.split("\\.");
+        ObjectNode cur = root;
+        for (int i = 0; i < parts.length - 1; i++) {
+            JsonNode n = cur.get(parts[i]);
+            if (!(n instanceof ObjectNode o)) return;
+            cur = o;
+        }
+        cur.put(parts[parts.length - 1], value);
+    }
+
+    @SuppressWarnings("unused")
+    private static boolean eq(Object a, Object b) {
+        return Objects.equals(a, b);
+    }
+}

@@ -1,0 +1,223 @@
+package org.mergeengine.tensor;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import org.mergeengine.formats.DType;
+
+/**
+ * Conversions between stored element types and float32. Narrowing always rounds to nearest,
+ * ties to even, as torch does, so a merge computed in float32 and stored once matches a
+ * reference computed in higher precision to within one rounding.
+ */
+public final class Convert {
+    private Convert() {}
+
+    public static float bf16ToFloat(short bits) {
+        return Float.intBitsToFloat((bits & 0xffff) << 16);
+    }
+
+    public static short floatToBf16(float f) {
+        int bits = Float.floatToRawIntBits(f);
+        if ((bits & 0x7fffffff) > 0x7f800000) {
+            return (short) ((bits >>> 16) | 0x40); // keep NaN a quiet NaN
+        }
+        int rounding = 0x7fff + ((bits >>> 16) & 1);
+        return (short) ((bits + rounding) >>> 16);
+    }
+
+    public static float f16ToFloat(short h) {
+        int bits = h & 0xffff;
+        int sign = (bits & 0x8000) << 16;
+        int exp = (bits >>> 10) & 0x1f;
+        int mant = bits & 0x3ff;
+        if (exp == 0x1f) {
+            return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
+        }
+        if (exp == 0) {
+            if (mant == 0) return Float.intBitsToFloat(sign);
+            // subnormal: value = mant * 2^-24
+            float v = mant * 0x1p-24f;
+            return sign != 0 ? -v : v;
+        }
+        return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (mant << 13));
+    }
+
+    public static short floatToF16(float f) {
+        int bits = Float.floatToRawIntBits(f);
+        int sign = (bits >>> 16) & 0x8000;
+        int abs = bits & 0x7fffffff;
+        if (abs > 0x7f800000) return (short) (sign | 0x7e00);         // NaN
+        if (abs >= 0x477ff000) return (short) (sign | 0x7c00);        // rounds to >= 65520: inf
+        if (abs < 0x38800000) {                                          // below the smallest normal 2^-14
+            // subnormal or zero: round abs/2^-24 to an integer, ties to even
+            float scaled = Float.intBitsToFloat(abs) * 0x1p24f;
+            int m = (int) Math.rint(scaled);
+            return (short) (sign | m);
+        }
+        int exp = ((abs >>> 23) - 112);
+        int mant = abs & 0x7fffff;
+        int half = (exp << 10) | (mant >>> 13);
+        int rest = mant & 0x1fff;
+        if (rest > 0x1000 || (rest == 0x1000 && (half & 1) != 0)) half++;
+        return (short) (sign | half);
+    }
+
+    private static final float[] E4M3 = new float[256];
+    private static final float[] E5M2 = new float[256];
+
+    static {
+        for (int i = 0; i < 256; i++) {
+            E5M2[i] = f16ToFloat((short) (i << 8));
+            int sign = i & 0x80;
+            int exp = (i >>> 3) & 0xf;
+            int mant = i & 7;
+            float v;
+            if (exp == 0xf && mant == 7) v = Float.NaN;               // e4m3fn: no infinities, one NaN pattern
+            else if (exp == 0) v = mant * 0x1p-9f;                      // subnormal: mant/8 * 2^-6
+            else v = (1 + mant / 8f) * (float) Math.pow(2, exp - 7);
+            E4M3[i] = sign != 0 ? -v : v;
+        }
+    }
+
+    public static float f8e4m3ToFloat(byte b) { return E4M3[b & 0xff]; }
+    public static float f8e5m2ToFloat(byte b) { return E5M2[b & 0xff]; }
+
+    public static byte floatToF8e4m3(float f) {
+        if (Float.isNaN(f)) return 0x7f;
+        int sign = f < 0 || (f == 0 && 1 / f < 0) ? 0x80 : 0;
+        float a = Math.abs(f);
+        if (a > 464f) return (byte) (sign | 0x7f); // beyond max 448 plus half an ulp: NaN, as torch's e4m3fn cast
+        return (byte) (sign | nearestCode(E4M3, a, 0x7e));
+    }
+
+    public static byte floatToF8e5m2(float f) {
+        if (Float.isNaN(f)) return (byte) 0x7f;
+        int sign = f < 0 || (f == 0 && 1 / f < 0) ? 0x80 : 0;
+        float a = Math.abs(f);
+        if (a >= 61440f) return (byte) (sign | 0x7c); // rounds past max 57344: inf
+        return (byte) (sign | nearestCode(E5M2, a, 0x7b));
+    }
+
+    /** Positive codes 0..maxCode are ordered by value; pick the nearest, ties to the even code. */
+    private static int nearestCode(float[] table, float a, int maxCode) {
+        int lo = 0, hi = maxCode;
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >>> 1;
+            if (table[mid] <= a) lo = mid; else hi = mid - 1;
+        }
+        if (lo == maxCode) return lo;
+        float below = table[lo], above = table[lo + 1];
+        float dBelow = a - below, dAbove = above - a;
+        if (dBelow < dAbove) return lo;
+        if (dAbove < dBelow) return lo + 1;
+        return (lo & 1) == 0 ? lo : lo + 1;
+    }
+
+    /** Rounds a float32 value to the precision of {@code type}, keeping it a float (the "cast on load"). */
+    public static float roundTo(DType type, float v) {
+        switch (type) {
+            case BF16: return bf16ToFloat(floatToBf16(v));
+            case F16: return f16ToFloat(floatToF16(v));
+            case F8_E4M3: return f8e4m3ToFloat(floatToF8e4m3(v));
+            case F8_E5M2: return f8e5m2ToFloat(floatToF8e5m2(v));
+            case F32: case F64: return v;
+            default: return (float) Math.rint(v);
+        }
+    }
+
+    /**
+     * Decodes {@code count} elements of {@code type} starting at the buffer's position into
+     * {@code out[outOff..]}. The buffer must be little-endian; its position is not moved.
+     */
+    public static void decode(DType type, ByteBuffer src, float[] out, int outOff, int count) {
+        ByteBuffer b = src.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        int p = b.position();
+        switch (type) {
+            case F32:
+                b.asFloatBuffer().get(out, outOff, count);
+                return;
+            case BF16:
+                for (int i = 0; i < count; i++) out[outOff + i] = Float.intBitsToFloat((b.getShort(p + 2 * i) & 0xffff) << 16);
+                return;
+            case F16:
+                for (int i = 0; i < count; i++) out[outOff + i] = f16ToFloat(b.getShort(p + 2 * i));
+                return;
+            case F64:
+                for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getDouble(p + 8 * i);
+                return;
+            case F8_E4M3:
+                for (int i = 0; i < count; i++) out[outOff + i] = E4M3[b.get(p + i) & 0xff];
+                return;
+            case F8_E5M2:
+                for (int i = 0; i < count; i++) out[outOff + i] = E5M2[b.get(p + i) & 0xff];
+                return;
+            case I64:
+                for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getLong(p + 8 * i);
+                return;
+            case I32:
+                for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getInt(p + 4 * i);
+                return;
+            case I16:
+                for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getShort(p + 2 * i);
+                return;
+            case I8:
+                for (int i = 0; i < count; i++) out[outOff + i] = (float) b.get(p + i);
+                return;
+            case U8:
+                for (int i = 0; i < count; i++) out[outOff + i] = (float) (b.get(p + i) & 0xff);
+                return;
+            case BOOL:
+                for (int i = 0; i < count; i++) out[outOff + i] = b.get(p + i) != 0 ? 1f : 0f;
+                return;
+            default:
+                throw new IllegalArgumentException("unsupported dtype " + type);
+        }
+    }
+
+    /** Encodes {@code count} floats into {@code dst} (little-endian) at its position, advancing it. */
+    public static void encode(DType type, float[] in, int inOff, int count, ByteBuffer dst) {
+        ByteBuffer b = dst.order(ByteOrder.LITTLE_ENDIAN);
+        int p = b.position();
+        switch (type) {
+            case F32:
+                b.asFloatBuffer().put(in, inOff, count);
+                break;
+            case BF16:
+                for (int i = 0; i < count; i++) b.putShort(p + 2 * i, floatToBf16(in[inOff + i]));
+                break;
+            case F16:
+                for (int i = 0; i < count; i++) b.putShort(p + 2 * i, floatToF16(in[inOff + i]));
+                break;
+            case F64:
+                for (int i = 0; i < count; i++) b.putDouble(p + 8 * i, in[inOff + i]);
+                break;
+            case F8_E4M3:
+                for (int i = 0; i < count; i++) b.put(p + i, floatToF8e4m3(in[inOff + i]));
+                break;
+            case F8_E5M2:
+                for (int i = 0; i < count; i++) b.put(p + i, floatToF8e5m2(in[inOff + i]));
+                break;
+            case I64:
+                for (int i = 0; i < count; i++) b.putLong(p + 8 * i, (long) Math.rint(in[inOff + i]));
+                break;
+            case I32:
+                for (int i = 0; i < count; i++) b.putInt(p + 4 * i, (int) Math.rint(in[inOff + i]));
+                break;
+            case I16:
+                for (int i = 0; i < count; i++) b.putShort(p + 2 * i, (short) Math.rint(in[inOff + i]));
+                break;
+            case I8:
+                for (int i = 0; i < count; i++) b.put(p + i, (byte) Math.rint(in[inOff + i]));
+                break;
+            case U8:
+                for (int i = 0; i < count; i++) b.put(p + i, (byte) (int) Math.rint(in[inOff + i]));
+                break;
+            case BOOL:
+                for (int i = 0; i < count; i++) b.put(p + i, (byte) (in[inOff + i] != 0 ? 1 : 0));
+                break;
+            default:
+                throw new IllegalArgumentException("unsupported dtype " + type);
+        }
+        b.position(p + count * type.size());
+    }
+}
