@@ -21,6 +21,16 @@ public final class MethodRegistry {
         register(new TaskArithmetic("breadcrumbs_ties", Sparsifier.OUTLIERS, true, false, false));
         register(new TaskArithmetic("della", Sparsifier.DELLA, true, true, true));
         register(new TaskArithmetic("della_linear", Sparsifier.DELLA, false, false, true));
+        register(new Slerp());
+        register(new NuSlerp());
+        register(new MultiSlerp());
+        register(new Karcher());
+        register(new ModelStock());
+        register(new Sce());
+        register(new Ram(false));
+        register(new Ram(true));
+        register(new NearSwap());
+        register(new ArceeFusion());
         register(new Passthrough());
     }
 

@@ -1,0 +1,71 @@
+package org.mergeengine.methods;
+
+import java.util.List;
+import org.mergeengine.config.ConfigException;
+
+/**
+ * slerp: spherical interpolation from the base v0 towards the other model v1, on the whole tensor
+ * as one flat vector. d = cos of the angle between v0 and v1; |d| > 0.9995 falls back to
+ * (1-t) v0 + t v1; otherwise R = sin((1-t)θ)/sin θ · v0 + sin(tθ)/sin θ · v1 with θ = acos d.
+ * One streaming pass gathers |v0|², |v1|² and v0·v1; the second applies the two coefficients.
+ */
+public final class Slerp implements MergeMethod {
+    @Override public String name() { return "slerp"; }
+    @Override public List<ParamSpec> parameters() { return List.of(ParamSpec.requiredGlobal("t")); }
+    @Override public BaseUse baseUse() { return BaseUse.REQUIRED; }
+    @Override public ResultDType resultDType() { return ResultDType.BASE; }
+    @Override public String description() { return "spherical interpolation between the base and one other model"; }
+
+    @Override
+    public void checkInputs(int others, boolean hasBase, String yamlPath) {
+        if (!hasBase) throw new ConfigException(yamlPath.isEmpty() ? "base_model" : yamlPath, "slerp needs base_model: it interpolates from the base (t = 0) to the other model (t = 1)");
+        if (others > 1) throw new ConfigException(yamlPath, "slerp interpolates between exactly two models (the base and one other), found " + (others + 1));
+    }
+
+    @Override
+    public TensorKernel kernel(KernelContext ctx) {
+        if (ctx.inputCount() == 1) return Copy.of(0);
+        int b = ctx.baseIndex(), o = ctx.others()[0];
+        double t = ctx.global("t");
+        return new TensorKernel() {
+            double n0, n1, dot;
+            float c0, c1;
+
+            @Override public int reductionPasses() { return 1; }
+
+            @Override
+            public void reduce(int pass, Chunk c) {
+                float[] v0 = c.in[b], v1 = c.in[o];
+                double a = 0, bb = 0, d = 0;
+                for (int j = 0; j < c.length; j++) {
+                    a += v0[j] * (double) v0[j];
+                    bb += v1[j] * (double) v1[j];
+                    d += v0[j] * (double) v1[j];
+                }
+                n0 += a;
+                n1 += bb;
+                dot += d;
+            }
+
+            @Override
+            public void endPass(int pass) {
+                double l0 = Math.sqrt(n0), l1 = Math.sqrt(n1);
+                double d = dot / ((l0 > 1e-8 ? l0 : 1) * (l1 > 1e-8 ? l1 : 1));
+                if (Math.abs(d) > 0.9995) {
+                    c0 = (float) (1 - t);
+                    c1 = (float) t;
+                } else {
+                    double theta = Math.acos(d), s = Math.sin(theta);
+                    c0 = (float) (Math.sin((1 - t) * theta) / s);
+                    c1 = (float) (Math.sin(t * theta) / s);
+                }
+            }
+
+            @Override
+            public void compute(Chunk c, float[] out) {
+                float[] v0 = c.in[b], v1 = c.in[o];
+                for (int j = 0; j < c.length; j++) out[j] = c0 * v0[j] + c1 * v1[j];
+            }
+        };
+    }
+}
