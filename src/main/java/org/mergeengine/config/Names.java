@@ -13,7 +13,8 @@ public final class Names {
         String best = null;
         int bestD = Integer.MAX_VALUE;
         for (String c : candidates) {
-            int d = distance(in, c.toLowerCase(Locale.ROOT));
+            // Equal distances prefer the candidate of the same length (a transposed or replaced letter).
+            int d = distance(in, c.toLowerCase(Locale.ROOT)) * 64 + Math.min(63, Math.abs(c.length() - in.length()));
             if (d < bestD) {
                 bestD = d;
                 best = c;
@@ -21,7 +22,7 @@ public final class Names {
         }
         if (best == null) return null;
         int limit = Math.max(2, best.length() / 3);
-        return bestD <= limit ? best : null;
+        return bestD / 64 <= limit ? best : null;
     }
 
     public static String suggestion(String input, Collection<String> candidates) {
@@ -29,17 +30,20 @@ public final class Names {
         return n == null ? "" : " (did you mean '" + n + "'?)";
     }
 
+    /** Edit distance where swapping two neighbouring letters is one edit (optimal string alignment). */
     static int distance(String a, String b) {
-        int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
-        for (int j = 0; j <= b.length(); j++) prev[j] = j;
+        int[][] d = new int[a.length() + 1][b.length() + 1];
+        for (int i = 0; i <= a.length(); i++) d[i][0] = i;
+        for (int j = 0; j <= b.length(); j++) d[0][j] = j;
         for (int i = 1; i <= a.length(); i++) {
-            cur[0] = i;
             for (int j = 1; j <= b.length(); j++) {
                 int cost = a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1;
-                cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + cost);
+                d[i][j] = Math.min(Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1), d[i - 1][j - 1] + cost);
+                if (i > 1 && j > 1 && a.charAt(i - 1) == b.charAt(j - 2) && a.charAt(i - 2) == b.charAt(j - 1)) {
+                    d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+                }
             }
-            int[] t = prev; prev = cur; cur = t;
         }
-        return prev[b.length()];
+        return d[a.length()][b.length()];
     }
 }

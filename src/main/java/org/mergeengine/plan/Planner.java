@@ -62,6 +62,12 @@ public final class Planner {
     /** Checks that need no model at all (method name, parameter names and ranges of the YAML itself). */
     public static void checkConfig(MergeConfig cfg) {
         MethodRegistry.get(cfg.mergeMethod(), "merge_method");
+        if (cfg.tokenizer() != null) {
+            throw new ConfigException(cfg.tokenizer().yamlPath(), "building a merged tokenizer is not supported yet; remove it to copy the base model's tokenizer");
+        }
+        if (cfg.chatTemplate() != null) {
+            throw new ConfigException("chat_template", "setting a chat template is not supported yet; remove it to keep the base model's");
+        }
     }
 
     public static MergePlan plan(MergeConfig cfg, ModelResolver resolver, PlanOptions opts) {
@@ -69,6 +75,8 @@ public final class Planner {
     }
 
     private MergePlan build(ModelResolver resolver) {
+        checkConfig(cfg);
+        warnIgnoredParameters();
         resolveModels(resolver);
         checkArchitectures();
         List<Slice> slices = slices();
@@ -115,6 +123,23 @@ public final class Planner {
         Map<String, ModelFolder> byLabel = new LinkedHashMap<>();
         folders.forEach((r, f) -> byLabel.put(r.toString(), f));
         return new MergePlan(cfg, method, List.copyOf(planned), layout, outCfg, donor, byLabel, counter, List.copyOf(warnings));
+    }
+
+    /** Global parameters written under a model are never read there (as in mergekit): say so. */
+    private void warnIgnoredParameters() {
+        Set<String> globals = new java.util.HashSet<>();
+        for (ParamSpec p : method.parameters()) if (!p.perModel()) globals.add(p.name());
+        List<MergeConfig.Params> perModel = new ArrayList<>();
+        if (cfg.models() != null) for (MergeConfig.ModelEntry m : cfg.models()) perModel.add(m.parameters());
+        if (cfg.slices() != null) for (MergeConfig.OutputSlice s : cfg.slices()) for (MergeConfig.InputSlice i : s.sources()) perModel.add(i.parameters());
+        for (MergeConfig.Params p : perModel) {
+            for (String k : p.values().keySet()) {
+                if (globals.contains(k)) {
+                    warnings.add(p.yamlPath() + "." + k + " has no effect: '" + k + "' is a global parameter of " + method.name()
+                            + "; put it under the top-level or slice parameters");
+                }
+            }
+        }
     }
 
     private ModelFolder folderOf(String label) {
