@@ -2,6 +2,8 @@ package org.mergeengine.engine;
 
 import java.nio.ByteBuffer;
 import org.mergeengine.formats.DType;
+import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.plan.PermutedRows;
 import org.mergeengine.formats.SafetensorsFile;
 import org.mergeengine.formats.TensorInfo;
 import org.mergeengine.plan.PlannedTensor;
@@ -12,18 +14,139 @@ import org.mergeengine.tensor.Convert;
  * rounded to the config's dtype when one is set (mergekit casts on load).
  */
 final class InputReader {
-    private InputReader() {}
+    /** LoRA factors, read once per job: L [rows, r] and R [r, cols], the scale folded into L. */
+    private final java.util.Map<ModelFolder.LowRank, float[][]> factors = new java.util.concurrent.ConcurrentHashMap<>();
 
     /** Elements {@code [start, start+len)} of the input's view, flat row-major, into {@code dst[0..len)}. */
-    static void read(PlannedTensor.Input in, long start, int len, float[] dst) {
-        TensorInfo info = in.source().info();
-        SafetensorsFile file = in.source().file();
-        DType dt = info.dtype();
-        int es = dt.size();
-        if (!in.cropped()) {
+    void read(PlannedTensor.Input in, long start, int len, float[] dst) {
+        if (in.rows() != null) readPermuted(in.rows(), start, len, dst);
+        else readStored(in.source(), in.view(), start, len, dst);
+        DType cast = in.castTo();
+        DType dt = in.source().info().dtype();
+        if (cast != null && cast != dt && narrower(cast, dt)) {
+            for (int i = 0; i < len; i++) dst[i] = Convert.roundTo(cast, dst[i]);
+        }
+    }
+
+    private final java.util.Map<PermutedRows, float[]> padRows = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private void readPermuted(PermutedRows p, long start, int len, float[] dst) {
+        int cols = (int) p.cols();
+        float[] row = new float[cols];
+        int done = 0;
+        while (done < len) {
+            long e = start + done;
+            int r = (int) (e / cols), c = (int) (e % cols);
+            int run = Math.min(len - done, cols - c);
+            if (r >= p.padFrom()) {
+                float[] mean = padRows.computeIfAbsent(p, this::meanRow);
+                System.arraycopy(mean, c, dst, done, run);
+            } else {
+                buildRow(p, r, row);
+                System.arraycopy(row, c, dst, done, run);
+            }
+            done += run;
+        }
+    }
+
+    private void buildRow(PermutedRows p, int r, float[] row) {
+        java.util.Arrays.fill(row, 0f);
+        int[] srcs = p.rowSources()[r], ids = p.rowIds()[r];
+        if (srcs.length == 0) return;
+        float[] tmp = new float[row.length];
+        for (int k = 0; k < srcs.length; k++) {
+            ModelFolder.Located l = p.sources().get(srcs[k]);
+            readStored(l, l.info().shape(), (long) ids[k] * row.length, row.length, tmp);
+            for (int j = 0; j < row.length; j++) row[j] += tmp[j];
+        }
+        if (srcs.length > 1) for (int j = 0; j < row.length; j++) row[j] /= srcs.length;
+    }
+
+    /** Padding rows: the mean of the real rows (a vocabulary-expansion default that keeps logits neutral). */
+    private float[] meanRow(PermutedRows p) {
+        int cols = (int) p.cols();
+        double[] acc = new double[cols];
+        float[] row = new float[cols];
+        for (int r = 0; r < p.padFrom(); r++) {
+            buildRow(p, r, row);
+            for (int j = 0; j < cols; j++) acc[j] += row[j];
+        }
+        float[] mean = new float[cols];
+        for (int j = 0; j < cols; j++) mean[j] = (float) (acc[j] / Math.max(1, p.padFrom()));
+        return mean;
+    }
+
+    /** Reads a view of a stored tensor (LoRA update included), before any cast. */
+    void readStored(ModelFolder.Located src, long[] view, long start, int len, float[] dst) {
+        TensorInfo info = src.info();
+        long[] stored = info.shape();
+        boolean cropped = stored.length == 2 && view.length == 2 && (stored[0] != view[0] || stored[1] != view[1]);
+        readRaw(src, view, cropped, start, len, dst);
+        if (src.delta() != null) {
+            addLowRank(src.delta(), view[1], start, len, dst);
+            // a PEFT-merged checkpoint would store W + s·BA in the base's dtype
+            if (info.dtype() != DType.F32 && info.dtype().isFloating()) {
+                for (int i = 0; i < len; i++) dst[i] = Convert.roundTo(info.dtype(), dst[i]);
+            }
+        }
+    }
+
+    private void addLowRank(ModelFolder.LowRank d, long viewCols, long start, int len, float[] dst) {
+        float[][] lr = factors.computeIfAbsent(d, InputReader::loadFactors);
+        float[] l = lr[0], r = lr[1];
+        int rank = d.rank();
+        int cols = (int) lr[2][0];
+        int done = 0;
+        while (done < len) {
+            long e = start + done;
+            int row = (int) (e / viewCols), col = (int) (e % viewCols);
+            int run = (int) Math.min(len - done, viewCols - col);
+            for (int k = 0; k < rank; k++) {
+                float lk = l[row * rank + k];
+                if (lk == 0) continue;
+                int rb = k * cols + col;
+                for (int j = 0; j < run; j++) dst[done + j] += lk * r[rb + j];
+            }
+            done += run;
+        }
+    }
+
+    private static float[][] loadFactors(ModelFolder.LowRank d) {
+        TensorInfo a = d.a(), b = d.b();
+        float[] av = whole(d.file(), a), bv = whole(d.file(), b);
+        int rank = d.rank();
+        int aCols = (int) a.shape()[1], bRows = (int) b.shape()[0];
+        float[] l, r;
+        int cols;
+        if (!d.transposed()) { // W[out,in] += s · B[out,r] · A[r,in]
+            l = bv;
+            r = av;
+            cols = aCols;
+        } else {              // W[in,out] += s · (B·A)^T = A^T[in,r] · B^T[r,out]
+            l = new float[aCols * rank];
+            for (int k = 0; k < rank; k++) for (int i = 0; i < aCols; i++) l[i * rank + k] = av[k * aCols + i];
+            r = new float[rank * bRows];
+            for (int j = 0; j < bRows; j++) for (int k = 0; k < rank; k++) r[k * bRows + j] = bv[j * rank + k];
+            cols = bRows;
+        }
+        for (int i = 0; i < l.length; i++) l[i] *= d.scale();
+        return new float[][] {l, r, {cols}};
+    }
+
+    static float[] whole(SafetensorsFile f, TensorInfo t) {
+        float[] v = new float[(int) t.numel()];
+        readRun(f, t, 0, v.length, v, 0);
+        return v;
+    }
+
+    private static void readRaw(ModelFolder.Located src, long[] view, boolean cropped, long start, int len, float[] dst) {
+        TensorInfo info = src.info();
+        SafetensorsFile file = src.file();
+        int es = info.dtype().size();
+        if (!cropped) {
             readRun(file, info, start * es, len, dst, 0);
         } else {
-            long viewCols = in.view()[1];
+            long viewCols = view[1];
             long storedCols = info.shape()[1];
             int done = 0;
             while (done < len) {
@@ -33,10 +156,6 @@ final class InputReader {
                 readRun(file, info, (row * storedCols + col) * es, run, dst, done);
                 done += run;
             }
-        }
-        DType cast = in.castTo();
-        if (cast != null && cast != dt && narrower(cast, dt)) {
-            for (int i = 0; i < len; i++) dst[i] = Convert.roundTo(cast, dst[i]);
         }
     }
 

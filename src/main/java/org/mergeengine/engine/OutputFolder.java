@@ -79,7 +79,8 @@ public final class OutputFolder {
 
     static void copyTokenizer(ModelFolder donor, Path tmp) throws IOException {
         for (String f : ModelFolder.TOKENIZER_FILES) {
-            Path src = donor.dir().resolve(f);
+            Path src = donor.tokenizerDir().resolve(f);
+            if (!Files.isRegularFile(src) && f.equals("generation_config.json")) src = donor.dir().resolve(f);
             // Copy the bytes only: a read-only source (a hub cache blob) must not make the output read-only.
             if (Files.isRegularFile(src)) {
                 try (var in = Files.newInputStream(src)) {

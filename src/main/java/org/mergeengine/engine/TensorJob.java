@@ -31,6 +31,7 @@ final class TensorJob {
     private final SafetensorsWriter writer;
     private final int chunkElements;
     private final Executor io;
+    private final InputReader reader = new InputReader();
 
     TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, Executor io) {
         this.tensor = tensor;
@@ -99,7 +100,8 @@ final class TensorJob {
 
     private boolean canCopyBytes() {
         PlannedTensor.Input in = tensor.inputs().get(0);
-        return !in.cropped() && in.castTo() == null && in.source().info().dtype() == tensor.outDType();
+        return !in.cropped() && in.castTo() == null && in.rows() == null && in.source().delta() == null
+                && in.source().info().dtype() == tensor.outDType();
     }
 
     private CompletionStage<Done> copyBytes(Materializer mat, List<long[]> ranges) {
@@ -119,7 +121,7 @@ final class TensorJob {
             float[][] in = new float[tensor.inputs().size()][];
             for (int i = 0; i < in.length; i++) {
                 in[i] = new float[len];
-                InputReader.read(tensor.inputs().get(i), r[0], len, in[i]);
+                reader.read(tensor.inputs().get(i), r[0], len, in[i]);
             }
             return new Chunk(r[0], len, in);
         }, io);

@@ -24,15 +24,40 @@ public final class ModelFolder implements AutoCloseable {
             "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja", "chat_template.json",
             "generation_config.json");
 
-    public record Located(SafetensorsFile file, TensorInfo info) {}
+    /**
+     * Where a tensor's bytes are. {@code delta}, when set, is a LoRA update added on load
+     * (W + scale · L·R), so an adapted model is never materialised.
+     */
+    public record Located(SafetensorsFile file, TensorInfo info, LowRank delta) {
+        public Located(SafetensorsFile file, TensorInfo info) {
+            this(file, info, null);
+        }
+    }
+
+    /**
+     * A low-rank update of a [rows, cols] tensor: element (i, j) gains scale · sum_k L[i,k] R[k,j].
+     * For a Linear layer L = lora_B [out, r] and R = lora_A [r, in]; for an embedding (or
+     * fan_in_fan_out) the update is transposed: L = lora_A^T and R = lora_B^T.
+     */
+    public record LowRank(SafetensorsFile file, TensorInfo a, TensorInfo b, float scale, boolean transposed) {
+        public int rank() {
+            return (int) a.shape()[0];
+        }
+    }
 
     private final Path dir;
+    private final Path tokenizerDir;
     private final ObjectNode config;
     private final Map<String, Located> tensors;
     private final List<SafetensorsFile> files;
 
     private ModelFolder(Path dir, ObjectNode config, Map<String, Located> tensors, List<SafetensorsFile> files) {
+        this(dir, dir, config, tensors, files);
+    }
+
+    private ModelFolder(Path dir, Path tokenizerDir, ObjectNode config, Map<String, Located> tensors, List<SafetensorsFile> files) {
         this.dir = dir;
+        this.tokenizerDir = tokenizerDir;
         this.config = config;
         this.tensors = tensors;
         this.files = files;
@@ -100,6 +125,8 @@ public final class ModelFolder implements AutoCloseable {
     }
 
     public Path dir() { return dir; }
+    /** Where this model's tokenizer files are: its adapter's folder when the adapter ships them. */
+    public Path tokenizerDir() { return tokenizerDir; }
     /** The parsed config.json, or null when the folder has none. */
     public ObjectNode config() { return config; }
     public Map<String, Located> tensors() { return tensors; }
@@ -110,6 +137,49 @@ public final class ModelFolder implements AutoCloseable {
         long n = 0;
         for (Located l : tensors.values()) n += l.info().byteSize();
         return n;
+    }
+
+    /**
+     * This model with a LoRA adapter applied: low-rank updates attached to their target tensors,
+     * modules_to_save tensors in place of the base's (a resized embedding changes vocab_size), and
+     * the adapter's tokenizer when it ships one.
+     */
+    public ModelFolder withAdapter(LoraAdapter adapter) {
+        Map<String, Located> t = new LinkedHashMap<>(tensors);
+        ObjectNode cfg = config == null ? null : config.deepCopy();
+        for (Map.Entry<String, TensorInfo> e : adapter.replacements().entrySet()) {
+            Located base = t.get(e.getKey());
+            if (base == null) {
+                throw new FormatException(adapter.file().path() + ": tensor '" + e.getValue().name() + "' replaces '" + e.getKey()
+                        + "', which the base model " + dir + " does not have");
+            }
+            t.put(e.getKey(), new Located(adapter.file(), e.getValue(), null));
+            long[] ns = e.getValue().shape(), os = base.info().shape();
+            if (cfg != null && ns.length == 2 && os.length == 2 && ns[0] != os[0] && cfg.has("vocab_size")
+                    && (e.getKey().contains("embed_tokens") || e.getKey().contains("lm_head"))) {
+                cfg.put("vocab_size", ns[0]); // the adapter resized the vocabulary
+            }
+        }
+        for (Map.Entry<String, LoraAdapter.Update> e : adapter.updates().entrySet()) {
+            Located base = t.get(e.getKey());
+            LoraAdapter.Update u = e.getValue();
+            if (base == null) {
+                throw new FormatException(adapter.file().path() + ": '" + u.a().name() + "' targets '" + e.getKey()
+                        + "', which the base model " + dir + " does not have; is this adapter for another model?");
+            }
+            long[] shape = base.info().shape();
+            long rows = u.transposed() ? u.a().shape()[1] : u.b().shape()[0];
+            long cols = u.transposed() ? u.b().shape()[0] : u.a().shape()[1];
+            if (shape.length != 2 || shape[0] != rows || shape[1] != cols) {
+                throw new FormatException(adapter.file().path() + ": '" + u.a().name() + "' and '" + u.b().name() + "' make a ["
+                        + rows + ", " + cols + "] update, but '" + e.getKey() + "' is " + base.info().shapeString());
+            }
+            t.put(e.getKey(), new Located(base.file(), base.info(), new LowRank(adapter.file(), u.a(), u.b(), u.scale(), u.transposed())));
+        }
+        List<SafetensorsFile> f = new ArrayList<>(files);
+        f.add(adapter.file());
+        Path tok = adapter.hasTokenizer() ? adapter.dir() : tokenizerDir;
+        return new ModelFolder(dir, tok, cfg, Collections.unmodifiableMap(t), Collections.unmodifiableList(f));
     }
 
     /** Index of a shard file within this model, to order reads by file and offset. */

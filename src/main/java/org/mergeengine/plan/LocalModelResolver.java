@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Map;
 import org.mergeengine.config.ConfigException;
 import org.mergeengine.config.ModelRef;
+import org.mergeengine.formats.LoraAdapter;
 import org.mergeengine.formats.ModelFolder;
 
 /**
@@ -18,6 +19,8 @@ import org.mergeengine.formats.ModelFolder;
 public final class LocalModelResolver implements ModelResolver {
     private final List<Path> searchDirs;
     private final Map<Path, ModelFolder> opened = new LinkedHashMap<>();
+    private final Map<Path, LoraAdapter> adapters = new LinkedHashMap<>();
+    private final Map<ModelRef, ModelFolder> adapted = new LinkedHashMap<>();
 
     public LocalModelResolver(List<Path> searchDirs) {
         this.searchDirs = new ArrayList<>(searchDirs);
@@ -36,7 +39,21 @@ public final class LocalModelResolver implements ModelResolver {
     @Override
     public synchronized ModelFolder resolve(ModelRef ref, String yamlPath) {
         if (ref.hasLora()) {
-            throw new ConfigException(yamlPath, "'" + ref + "': applying LoRA adapters (model+adapter) is not supported yet; merge the adapter into the model first");
+            ModelFolder cached = adapted.get(ref);
+            if (cached != null) return cached;
+            ModelFolder base = resolve(ref.withoutLora(), yamlPath);
+            ModelRef loraRef = new ModelRef(ref.loraPath(), ref.loraRevision(), null, null);
+            Path adir = locate(loraRef);
+            if (adir == null) {
+                throw new ConfigException(yamlPath, "adapter '" + ref.loraPath() + "' of '" + ref + "' is not a folder (looked in " + searchDirs + ")");
+            }
+            if (ref.loraRevision() != null) {
+                throw new ConfigException(yamlPath, "'" + ref + "': a revision (@" + ref.loraRevision() + ") only applies to hub adapters, but " + adir + " is a local folder");
+            }
+            LoraAdapter a = adapters.computeIfAbsent(adir, LoraAdapter::open);
+            ModelFolder m = base.withAdapter(a);
+            adapted.put(ref, m);
+            return m;
         }
         Path dir = locate(ref);
         if (dir == null) {
@@ -55,5 +72,8 @@ public final class LocalModelResolver implements ModelResolver {
     public synchronized void close() {
         opened.values().forEach(ModelFolder::close);
         opened.clear();
+        adapters.values().forEach(LoraAdapter::close);
+        adapters.clear();
+        adapted.clear();
     }
 }

@@ -16,10 +16,16 @@ public record PlannedTensor(String name, long[] shape, DType outDType, List<Inpu
     /**
      * An input tensor. {@code view} is the shape the method sees: equal to the stored shape, or a
      * top-left sub-matrix of it (embedding rectification). {@code castTo} is the config's dtype
-     * (values are rounded to it on load), or null.
+     * (values are rounded to it on load), or null. {@code rows}, when set, rebuilds a vocabulary
+     * matrix for a merged tokenizer (then {@code source} is this model's own matrix).
      */
-    public record Input(String model, ModelFolder.Located source, long[] view, DType castTo) {
+    public record Input(String model, ModelFolder.Located source, long[] view, DType castTo, PermutedRows rows) {
+        public Input(String model, ModelFolder.Located source, long[] view, DType castTo) {
+            this(model, source, view, castTo, null);
+        }
+
         public boolean cropped() {
+            if (rows != null) return false;
             long[] s = source.info().shape();
             return s.length == 2 && (s[0] != view[0] || s[1] != view[1]);
         }
