@@ -61,7 +61,9 @@ public final class OutputFolder {
         ObjectNode index = plan.layout().index();
         if (index != null) Json.write(tmp.resolve("model.safetensors.index.json"), index);
         Json.write(tmp.resolve("config.json"), plan.outputConfig());
-        if (opts.copyTokenizer()) copyTokenizer(plan.donor(), tmp);
+        if (opts.copyTokenizer() || plan.tokenizerBuilt()) {
+            for (java.util.Map.Entry<String, byte[]> f : plan.tokenizerFiles().entrySet()) Files.write(tmp.resolve(f.getKey()), f.getValue());
+        }
         String configText = plan.config().sourceText();
         if (opts.writeModelCard()) {
             if (configText != null) Files.writeString(tmp.resolve("mergekit_config.yml"), configText, StandardCharsets.UTF_8);
@@ -75,19 +77,6 @@ public final class OutputFolder {
         marker.put("completed", Instant.now().toString());
         Json.write(tmp.resolve(MARKER), marker);
         moveIntoPlace(tmp, out);
-    }
-
-    static void copyTokenizer(ModelFolder donor, Path tmp) throws IOException {
-        for (String f : ModelFolder.TOKENIZER_FILES) {
-            Path src = donor.tokenizerDir().resolve(f);
-            if (!Files.isRegularFile(src) && f.equals("generation_config.json")) src = donor.dir().resolve(f);
-            // Copy the bytes only: a read-only source (a hub cache blob) must not make the output read-only.
-            if (Files.isRegularFile(src)) {
-                try (var in = Files.newInputStream(src)) {
-                    Files.copy(in, tmp.resolve(f), StandardCopyOption.REPLACE_EXISTING);
-                }
-            }
-        }
     }
 
     static void moveIntoPlace(Path tmp, Path out) throws IOException {

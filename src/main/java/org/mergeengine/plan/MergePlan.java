@@ -13,10 +13,12 @@ import org.mergeengine.methods.MergeMethod;
  * data is read: every output tensor with its inputs and parameters (in the order the engine runs
  * them, by input file and offset so the disk streams), the output shards, and the output
  * config.json. Same config and inputs give the same plan and the same bytes.
+ * {@code tokenizerFiles} are the tokenizer files of the output (built, or the donor's with the chat
+ * template applied); a built tokenizer is always written, a donor's only with --copy-tokenizer.
  */
 public record MergePlan(MergeConfig config, MergeMethod method, List<PlannedTensor> tensors, ShardLayout layout,
                         ObjectNode outputConfig, ModelFolder donor, Map<String, ModelFolder> models, int outputLayers,
-                        List<String> warnings) {
+                        List<String> warnings, Map<String, byte[]> tokenizerFiles, boolean tokenizerBuilt) {
 
     public long inputBytes() {
         long b = 0;

@@ -52,6 +52,7 @@ public final class Planner {
     private final List<String> warnings = new ArrayList<>();
     private final List<PlannedTensor> planned = new ArrayList<>();
     private final Set<String> outNames = new java.util.HashSet<>();
+    private TokenizerMerge tokenizer;
 
     private Planner(MergeConfig cfg, PlanOptions opts) {
         this.cfg = cfg;
@@ -62,12 +63,7 @@ public final class Planner {
     /** Checks that need no model at all (method name, parameter names and ranges of the YAML itself). */
     public static void checkConfig(MergeConfig cfg) {
         MethodRegistry.get(cfg.mergeMethod(), "merge_method");
-        if (cfg.tokenizer() != null) {
-            throw new ConfigException(cfg.tokenizer().yamlPath(), "building a merged tokenizer is not supported yet; remove it to copy the base model's tokenizer");
-        }
-        if (cfg.chatTemplate() != null) {
-            throw new ConfigException("chat_template", "setting a chat template is not supported yet; remove it to keep the base model's");
-        }
+        if (cfg.chatTemplate() != null) ChatTemplates.resolve(cfg.chatTemplate().equals("auto") ? null : cfg.chatTemplate(), List.of());
     }
 
     public static MergePlan plan(MergeConfig cfg, ModelResolver resolver, PlanOptions opts) {
@@ -79,6 +75,13 @@ public final class Planner {
         warnIgnoredParameters();
         resolveModels(resolver);
         checkArchitectures();
+        ModelRef donorRef = cfg.baseModel() != null ? cfg.baseModel() : cfg.referencedModels().get(0);
+        if (cfg.tokenizer() != null) {
+            MergeConfig.TokenizerSpec ts = cfg.tokenizer();
+            ModelFolder src = ts.sourceModel() == null ? null
+                    : folders.containsKey(ts.sourceModel()) ? folders.get(ts.sourceModel()) : resolver.resolve(ts.sourceModel(), ts.yamlPath());
+            tokenizer = new TokenizerMerge(ts, folders, donorRef, src);
+        }
         List<Slice> slices = slices();
         for (Slice s : slices) {
             int bi = s.baseIndex(method);
@@ -117,12 +120,58 @@ public final class Planner {
         for (PlannedTensor t : planned) entries.add(new ShardLayout.Entry(t.name(), t.outDType(), t.shape()));
         ShardLayout layout = ShardLayout.plan(entries, opts.outShardSize(), "model");
 
-        ModelRef donorRef = cfg.baseModel() != null ? cfg.baseModel() : cfg.referencedModels().get(0);
         ModelFolder donor = folders.get(donorRef);
         ObjectNode outCfg = outputConfig(donorRef, donor, counter);
+        if (tokenizer != null) {
+            outCfg.put("vocab_size", tokenizer.paddedSize());
+            warnings.addAll(tokenizer.warnings());
+        }
         Map<String, ModelFolder> byLabel = new LinkedHashMap<>();
         folders.forEach((r, f) -> byLabel.put(r.toString(), f));
-        return new MergePlan(cfg, method, List.copyOf(planned), layout, outCfg, donor, byLabel, counter, List.copyOf(warnings));
+        Map<String, byte[]> tokFiles = tokenizerFiles(donor);
+        return new MergePlan(cfg, method, List.copyOf(planned), layout, outCfg, donor, byLabel, counter, List.copyOf(warnings),
+                tokFiles, tokenizer != null);
+    }
+
+    /** The output's tokenizer files: the merged tokenizer, or the donor's files; the chat template applied to either. */
+    private Map<String, byte[]> tokenizerFiles(ModelFolder donor) {
+        Map<String, byte[]> files = new LinkedHashMap<>();
+        ModelFolder from = tokenizer != null ? tokenizer.donor() : donor;
+        try {
+            for (String f : ModelFolder.TOKENIZER_FILES) {
+                java.nio.file.Path p = from.tokenizerDir().resolve(f);
+                if (!java.nio.file.Files.isRegularFile(p) && f.equals("generation_config.json")) p = from.dir().resolve(f);
+                if (java.nio.file.Files.isRegularFile(p)) files.put(f, java.nio.file.Files.readAllBytes(p));
+            }
+        } catch (java.io.IOException e) {
+            throw new ConfigException("", "cannot read the tokenizer files of " + from.tokenizerDir() + ": " + e.getMessage());
+        }
+        if (tokenizer != null) {
+            files.remove("tokenizer.model"); // the merged vocabulary lives in tokenizer.json alone
+            files.remove("added_tokens.json");
+            files.put("tokenizer.json", org.mergeengine.formats.Json.toString(tokenizer.tokenizerJson()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            if (tokenizer.tokenizerConfig() != null) {
+                files.put("tokenizer_config.json", org.mergeengine.formats.Json.toString(tokenizer.tokenizerConfig()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            }
+        }
+        String template = ChatTemplates.resolve(cfg.chatTemplate(), new ArrayList<>(folders.values()));
+        if (template != null) {
+            byte[] tc = files.get("tokenizer_config.json");
+            ObjectNode c = tc == null ? org.mergeengine.formats.Json.MAPPER.createObjectNode() : parse(tc);
+            c.put("chat_template", template);
+            files.put("tokenizer_config.json", org.mergeengine.formats.Json.toString(c).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            if (files.containsKey("chat_template.jinja")) files.put("chat_template.jinja", template.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            files.remove("chat_template.json");
+        }
+        return files;
+    }
+
+    private static ObjectNode parse(byte[] json) {
+        try {
+            return (ObjectNode) org.mergeengine.formats.Json.MAPPER.readTree(json);
+        } catch (java.io.IOException | ClassCastException e) {
+            throw new ConfigException("", "tokenizer_config.json is not a JSON object");
+        }
     }
 
     /** Global parameters written under a model are never read there (as in mergekit): say so. */
@@ -291,6 +340,12 @@ public final class Planner {
             located.add(l);
         }
         boolean embed = ModelLayout.isLmHead(outName) || ModelLayout.isInputEmbedding(outName);
+        boolean vocabMatrix = embed && !outName.contains("wpe") && !outName.contains("position")
+                && located.stream().allMatch(l -> l.info().rank() == 2);
+        if (tokenizer != null && vocabMatrix) {
+            planVocabMatrix(outName, s, srcs, located, baseIdx, inputNames, t);
+            return;
+        }
         long[][] views = new long[srcs.size()][];
         boolean same = true;
         for (int k = 0; k < srcs.size(); k++) {
@@ -311,6 +366,33 @@ public final class Planner {
             DType cast = cfg.dtype() != null && stored.isFloating() ? cfg.dtype() : null;
             inputs.add(new PlannedTensor.Input(srcs.get(k).ref.toString(), located.get(k), views[k], cast));
         }
+        finishTensor(outName, s, inputNames, t, inputs, kept, keptBase, embed);
+    }
+
+    /** A vocabulary matrix under a merged tokenizer: every model's matrix rebuilt for the output vocabulary. */
+    private void planVocabMatrix(String outName, Slice s, List<Source> srcs, List<ModelFolder.Located> located, int baseIdx,
+                                 List<String> inputNames, double t) {
+        long cols = located.get(0).info().shape()[1];
+        List<ModelRef> refs = new ArrayList<>();
+        for (int k = 0; k < srcs.size(); k++) {
+            refs.add(srcs.get(k).ref);
+            if (located.get(k).info().shape()[1] != cols) {
+                throw new ConfigException(srcs.get(k).yamlPath, "tensor " + outName + " of " + srcs.get(k).ref + " has " + located.get(k).info().shape()[1]
+                        + " columns, other inputs have " + cols);
+            }
+        }
+        List<PlannedTensor.Input> inputs = new ArrayList<>();
+        for (int k = 0; k < srcs.size(); k++) {
+            PermutedRows rows = tokenizer.rows(k, refs, located, baseIdx, outName);
+            DType stored = located.get(k).info().dtype();
+            DType cast = cfg.dtype() != null && stored.isFloating() ? cfg.dtype() : null;
+            inputs.add(new PlannedTensor.Input(srcs.get(k).ref.toString(), located.get(k), new long[] {rows.rows(), cols}, cast, rows));
+        }
+        finishTensor(outName, s, inputNames, t, inputs, srcs, baseIdx, true);
+    }
+
+    private void finishTensor(String outName, Slice s, List<String> inputNames, double t, List<PlannedTensor.Input> inputs,
+                              List<Source> kept, int keptBase, boolean embed) {
         long[] shape = inputs.get(0).view();
 
         Map<String, Double> globals = new LinkedHashMap<>();
