@@ -22,7 +22,10 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
-/** {@code java -jar merge-engine.jar CONFIG [OUT_DIR] [options]}. Exit codes: 0 done, 2 bad config or input, 1 internal error. */
+/**
+ * {@code java -jar merge-engine.jar CONFIG [OUT_DIR] [options]}, or {@code extract-lora ...}.
+ * Exit codes: 0 done, 2 bad config or input, 1 internal error.
+ */
 @Command(name = "merge-engine", mixinStandardHelpOptions = true, version = "merge-engine 0.1.0",
         description = "Merges language models as a mergekit YAML config describes.",
         exitCodeOnInvalidInput = 2, exitCodeOnExecutionException = 1)
@@ -85,8 +88,10 @@ public final class Main implements Callable<Integer> {
 
     /** Runs the CLI and returns its exit code (tests call this instead of main). */
     public static int run(String[] args, PrintStream stdout, PrintStream stderr) {
-        Main m = new Main(stdout, stderr);
-        CommandLine cl = new CommandLine(m);
+        Object command = args.length > 0 && args[0].equals("extract-lora") ? new ExtractLoraCommand(stderr) : new Main(stdout, stderr);
+        if (command instanceof ExtractLoraCommand) args = java.util.Arrays.copyOfRange(args, 1, args.length);
+        CommandLine cl = new CommandLine(command);
+        cl.setCaseInsensitiveEnumValuesAllowed(true);
         cl.setOut(new java.io.PrintWriter(stdout, true));
         cl.setErr(new java.io.PrintWriter(stderr, true));
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
