@@ -68,6 +68,9 @@ public final class Main implements Callable<Integer> {
     @Option(names = "--chunk-elements", paramLabel = "N", hidden = true, description = "elements per streamed chunk")
     int chunkElements = MergeOptions.DEFAULT_CHUNK;
 
+    @Option(names = "--mmap", description = "read inputs through memory-mapped windows instead of positional reads")
+    boolean mmap;
+
     @Option(names = "-v", description = "more output (repeat for more)")
     boolean[] verbose = new boolean[0];
 
@@ -88,8 +91,10 @@ public final class Main implements Callable<Integer> {
 
     /** Runs the CLI and returns its exit code (tests call this instead of main). */
     public static int run(String[] args, PrintStream stdout, PrintStream stderr) {
-        Object command = args.length > 0 && args[0].equals("extract-lora") ? new ExtractLoraCommand(stderr) : new Main(stdout, stderr);
-        if (command instanceof ExtractLoraCommand) args = java.util.Arrays.copyOfRange(args, 1, args.length);
+        String sub = args.length > 0 ? args[0] : "";
+        Object command = sub.equals("extract-lora") ? new ExtractLoraCommand(stderr)
+                : sub.equals("bench") ? new BenchCommand(stdout, stderr) : new Main(stdout, stderr);
+        if (!(command instanceof Main)) args = java.util.Arrays.copyOfRange(args, 1, args.length);
         CommandLine cl = new CommandLine(command);
         cl.setCaseInsensitiveEnumValuesAllowed(true);
         cl.setOut(new java.io.PrintWriter(stdout, true));
@@ -126,6 +131,18 @@ public final class Main implements Callable<Integer> {
         if (workers != null && workers < 1) throw MergeException.user("--workers must be at least 1");
         if (chunkElements < 1024) throw MergeException.user("--chunk-elements must be at least 1024");
 
+        if (mmap) System.setProperty(org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY, "true");
+        // The actor system takes a noticeable part of a second to start: start it while the config is read and planned.
+        java.util.concurrent.CompletableFuture<MergeEngine> engineStart = dryRun ? null
+                : java.util.concurrent.CompletableFuture.supplyAsync(MergeEngine::new);
+        try {
+            return plannedRun(engineStart, shard, budget);
+        } finally {
+            if (engineStart != null) engineStart.thenAccept(MergeEngine::close).join();
+        }
+    }
+
+    private int plannedRun(java.util.concurrent.CompletableFuture<MergeEngine> engineStart, long shard, long budget) {
         MergeConfig cfg = ConfigParser.parseFile(config);
         Planner.checkConfig(cfg);
         Path outDir = out != null ? out : Path.of("merged", stem(config));
@@ -151,9 +168,7 @@ public final class Main implements Callable<Integer> {
             if (!quiet) opts = opts.withProgress(new ProgressPrinter(stderr, terminal));
             long t0 = System.nanoTime();
             Progress p;
-            try (MergeEngine engine = new MergeEngine()) {
-                p = engine.run(plan, outDir, opts);
-            }
+            p = engineStart.join().run(plan, outDir, opts);
             double secs = (System.nanoTime() - t0) / 1e9;
             if (!quiet) {
                 stderr.println(String.format(Locale.ROOT, "merged %d tensors (%s read, %s written) in %.2fs into %s",

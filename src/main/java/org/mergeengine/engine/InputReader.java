@@ -159,13 +159,26 @@ final class InputReader {
         }
     }
 
+    private static final ThreadLocal<ByteBuffer[]> IO_BUFFER = ThreadLocal.withInitial(() -> new ByteBuffer[1]);
+
     private static void readRun(SafetensorsFile file, TensorInfo info, long byteOffset, int count, float[] dst, int dstOff) {
         int es = info.dtype().size();
         int maxElems = SafetensorsFile.MAX_READ / es;
         int done = 0;
         while (done < count) {
             int n = Math.min(count - done, maxElems);
-            ByteBuffer b = file.read(info, byteOffset + (long) done * es, n * es);
+            ByteBuffer b;
+            if (file.mapped()) {
+                b = file.read(info, byteOffset + (long) done * es, n * es);
+            } else {
+                // Positional reads land in a per-thread direct buffer: one copy from the page cache, none on the heap.
+                ByteBuffer[] h = IO_BUFFER.get();
+                if (h[0] == null || h[0].capacity() < n * es) h[0] = ByteBuffer.allocateDirect(Math.max(n * es, 1 << 20)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                b = h[0];
+                b.clear().limit(n * es);
+                file.readInto(info, byteOffset + (long) done * es, b);
+                b.flip();
+            }
             Convert.decode(info.dtype(), b, dst, dstOff + done, n);
             done += n;
         }

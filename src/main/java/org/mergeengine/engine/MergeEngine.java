@@ -85,7 +85,8 @@ public final class MergeEngine implements AutoCloseable {
         }
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
         MergeSupervisor.Job job = new MergeSupervisor.Job(plan.tensors(), writer, Math.max(1, opts.workers()),
-                opts.maxMemoryBytes(), opts.chunkElements(), io, opts.progress(), tensorsDone);
+                opts.maxMemoryBytes(), opts.chunkElements(), io,
+                new BufferPool(Math.min(256L << 20, opts.maxMemoryBytes() / 4)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
                 org.apache.pekko.actor.typed.Props.empty());
         return tensorsDone.handleAsync((p, err) -> {

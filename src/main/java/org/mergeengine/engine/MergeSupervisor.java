@@ -31,7 +31,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
 
     /** Everything the supervisor needs for one merge. */
     record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, int workers, long budgetBytes, int chunkElements,
-               Executor io, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
+               Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
     private final long[] estimate;
@@ -64,7 +64,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
             job.result().complete(snapshot());
         }
         for (int w = 0; w < job.workers(); w++) {
-            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.chunkElements(), job.io()), "worker-" + w);
+            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.chunkElements(), job.io(), job.pool()), "worker-" + w);
         }
     }
 

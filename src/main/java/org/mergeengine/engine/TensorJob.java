@@ -32,8 +32,11 @@ final class TensorJob {
     private final int chunkElements;
     private final Executor io;
     private final InputReader reader = new InputReader();
+    private final BufferPool pool;
+    private int chunkLen;
 
-    TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, Executor io) {
+    TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, Executor io, BufferPool pool) {
+        this.pool = pool;
         this.tensor = tensor;
         this.writer = writer;
         this.chunkElements = chunkElements;
@@ -66,6 +69,7 @@ final class TensorJob {
         }
         List<long[]> ranges = new ArrayList<>();
         for (long s = 0; s < n; s += chunk) ranges.add(new long[] {s, Math.min(chunk, n - s)});
+        chunkLen = (int) Math.min(chunk, n);
         if (n == 0) return CompletableFuture.completedFuture(Done.getInstance());
 
         if (kernel.isIdentity() && canCopyBytes()) return copyBytes(mat, ranges);
@@ -75,7 +79,10 @@ final class TensorJob {
             final int pass = p;
             stage = stage.thenCompose(d -> Source.from(ranges)
                     .mapAsync(PREFETCH, r -> load(r))
-                    .runWith(Sink.foreach(c -> kernel.reduce(pass, c)), mat)
+                    .runWith(Sink.foreach(c -> {
+                        kernel.reduce(pass, c);
+                        release(c);
+                    }), mat)
                     .thenApply(x -> {
                         kernel.endPass(pass);
                         return x;
@@ -85,10 +92,12 @@ final class TensorJob {
         return stage.thenCompose(d -> Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
                 .map(c -> {
-                    float[] res = new float[c.length];
+                    float[] res = takeFloats();
                     kernel.compute(c, res);
-                    ByteBuffer buf = ByteBuffer.allocate(c.length * out.size()).order(ByteOrder.LITTLE_ENDIAN);
+                    release(c);
+                    ByteBuffer buf = takeBytes(out);
                     Convert.encode(out, res, 0, c.length, buf);
+                    give(res);
                     buf.flip();
                     return new Encoded(c.start * out.size(), buf);
                 })
@@ -120,16 +129,37 @@ final class TensorJob {
             int len = (int) r[1];
             float[][] in = new float[tensor.inputs().size()][];
             for (int i = 0; i < in.length; i++) {
-                in[i] = new float[len];
+                in[i] = takeFloats();
                 reader.read(tensor.inputs().get(i), r[0], len, in[i]);
             }
             return new Chunk(r[0], len, in);
         }, io);
     }
 
+    private float[] takeFloats() {
+        return pool.floats(chunkLen);
+    }
+
+    private void give(float[] f) {
+        pool.give(f);
+    }
+
+    private void release(Chunk c) {
+        for (float[] f : c.in) give(f);
+    }
+
+    private ByteBuffer takeBytes(DType out) {
+        return pool.bytes(chunkLen * out.size());
+    }
+
+    private void giveBytes(ByteBuffer b) {
+        pool.give(b);
+    }
+
     private Done write(Encoded e) {
         try {
             writer.write(tensor.name(), e.offset(), e.bytes());
+            giveBytes(e.bytes());
         } catch (java.io.IOException ex) {
             throw new MergeException(MergeException.Kind.USER, "writing " + tensor.name() + " to " + writer.dir() + " failed: " + ex.getMessage()
                     + " (is the disk full?)", ex);

@@ -125,6 +125,15 @@ public final class Convert {
         }
     }
 
+    private static final ThreadLocal<short[][]> SCRATCH = ThreadLocal.withInitial(() -> new short[1][0]);
+
+    /** A per-thread scratch array of at least n shorts (conversions run on a few threads, over and over). */
+    private static short[] shorts(int n) {
+        short[][] h = SCRATCH.get();
+        if (h[0].length < n) h[0] = new short[Math.max(n, 1 << 16)];
+        return h[0];
+    }
+
     /**
      * Decodes {@code count} elements of {@code type} starting at the buffer's position into
      * {@code out[outOff..]}. The buffer must be little-endian; its position is not moved.
@@ -136,12 +145,19 @@ public final class Convert {
             case F32:
                 b.asFloatBuffer().get(out, outOff, count);
                 return;
-            case BF16:
-                for (int i = 0; i < count; i++) out[outOff + i] = Float.intBitsToFloat((b.getShort(p + 2 * i) & 0xffff) << 16);
+            case BF16: {
+                // One bulk copy into a short[], then a loop the JIT vectorises.
+                short[] tmp = shorts(count);
+                b.asShortBuffer().get(tmp, 0, count);
+                for (int i = 0; i < count; i++) out[outOff + i] = Float.intBitsToFloat(tmp[i] << 16);
                 return;
-            case F16:
-                for (int i = 0; i < count; i++) out[outOff + i] = f16ToFloat(b.getShort(p + 2 * i));
+            }
+            case F16: {
+                short[] tmp = shorts(count);
+                b.asShortBuffer().get(tmp, 0, count);
+                for (int i = 0; i < count; i++) out[outOff + i] = f16ToFloat(tmp[i]);
                 return;
+            }
             case F64:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getDouble(p + 8 * i);
                 return;
@@ -182,12 +198,23 @@ public final class Convert {
             case F32:
                 b.asFloatBuffer().put(in, inOff, count);
                 break;
-            case BF16:
-                for (int i = 0; i < count; i++) b.putShort(p + 2 * i, floatToBf16(in[inOff + i]));
+            case BF16: {
+                short[] tmp = shorts(count);
+                for (int i = 0; i < count; i++) {
+                    int bits = Float.floatToRawIntBits(in[inOff + i]);
+                    int rounded = (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16;
+                    int nan = ((bits >>> 16) | 0x40);
+                    tmp[i] = (short) ((bits & 0x7fffffff) > 0x7f800000 ? nan : rounded);
+                }
+                b.asShortBuffer().put(tmp, 0, count);
                 break;
-            case F16:
-                for (int i = 0; i < count; i++) b.putShort(p + 2 * i, floatToF16(in[inOff + i]));
+            }
+            case F16: {
+                short[] tmp = shorts(count);
+                for (int i = 0; i < count; i++) tmp[i] = floatToF16(in[inOff + i]);
+                b.asShortBuffer().put(tmp, 0, count);
                 break;
+            }
             case F64:
                 for (int i = 0; i < count; i++) b.putDouble(p + 8 * i, in[inOff + i]);
                 break;

@@ -165,12 +165,13 @@ public final class SyntheticModel {
         for (String s : specials) v.put(s, id++);
         for (int i = 0; id < vocab && i < letters.length(); i++) v.put(String.valueOf(letters.charAt(i)), id++);
         ArrayNode merges = model.putArray("merges");
-        for (int i = 0; id < vocab; i++) {
-            String a = String.valueOf(letters.charAt(i % 26)), b = String.valueOf(letters.charAt((i / 26) % 26));
-            String piece = a + b;
+        // Pieces of two, then three, ... lowercase letters in order: every piece's prefix is already a
+        // token, so the merge "prefix last" builds it and the BPE stays valid at any size.
+        for (long i = 0; id < vocab; i++) {
+            String piece = piece(i);
             if (v.has(piece)) continue;
             v.put(piece, id++);
-            merges.add(a + " " + b);
+            merges.add(piece.substring(0, piece.length() - 1) + " " + piece.charAt(piece.length() - 1));
         }
         Json.write(dir.resolve("tokenizer.json"), tok);
         ObjectNode tc = Json.MAPPER.createObjectNode();
@@ -187,6 +188,23 @@ public final class SyntheticModel {
         sm.put("eos_token", "</s>");
         sm.put("unk_token", "<unk>");
         Json.write(dir.resolve("special_tokens_map.json"), sm);
+    }
+
+    /** The i-th string of two or more lowercase letters, shortest first. */
+    static String piece(long i) {
+        int len = 2;
+        long count = 26 * 26;
+        while (i >= count) {
+            i -= count;
+            count *= 26;
+            len++;
+        }
+        char[] c = new char[len];
+        for (int k = len - 1; k >= 0; k--) {
+            c[k] = (char) ('a' + i % 26);
+            i /= 26;
+        }
+        return new String(c);
     }
 
     private static void addedToken(ArrayNode at, int id, String content) {

@@ -51,6 +51,8 @@ class SafetensorsFileTest {
                 SafetensorsWriter.TensorData.ofFloats("b", DType.F32, new long[] {6}, v),
                 SafetensorsWriter.TensorData.ofFloats("c", DType.F16, new long[] {0, 4}, new float[0])));
         try (SafetensorsFile f = SafetensorsFile.open(p)) {
+            f.enableMmap();
+            assertTrue(f.mapped());
             assertEquals("pt", f.metadata().get("format"));
             assertEquals(0, f.dataStart() % 8, "header padded to 8 bytes");
             TensorInfo b = f.tensors().get("b");
@@ -64,6 +66,9 @@ class SafetensorsFileTest {
             f.disableMmap();
             Convert.decode(DType.F32, f.read(b, 8, 8), got, 0, 2);
             assertEquals(3.25f, got[0], "plain reads work where mmap is refused");
+            ByteBuffer direct = ByteBuffer.allocateDirect(8).order(ByteOrder.LITTLE_ENDIAN);
+            f.readInto(b, 16, direct);
+            assertEquals(0.001f, direct.flip().getFloat(0), 1e-9f);
         }
     }
 

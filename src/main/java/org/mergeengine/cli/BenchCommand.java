@@ -1,0 +1,65 @@
+package org.mergeengine.cli;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import org.mergeengine.MergeException;
+import org.mergeengine.tools.Bench;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code bench}: merges of synthetic models timed against the read+write ceiling of the same files (benchmarks/run calls it). */
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks merges against the time of reading their inputs and writing their output once.")
+final class BenchCommand implements Callable<Integer> {
+    @Option(names = "--size", paramLabel = "SIZE", description = "bytes per synthetic bf16 model (default 1.5G)")
+    String size = "1.5G";
+
+    @Option(names = "--methods", split = ",", description = "methods to run (default linear,task_arithmetic,ties,dare_ties,slerp,model_stock)")
+    List<String> methods = new ArrayList<>(List.of("linear", "task_arithmetic", "ties", "dare_ties", "slerp", "model_stock"));
+
+    @Option(names = "--workers", split = ",", description = "worker counts to run (default 1,<CPUs>)")
+    List<Integer> workers;
+
+    @Option(names = "--cold", negatable = true, defaultValue = "true", fallbackValue = "true", description = "also run with the inputs evicted from the page cache")
+    boolean cold = true;
+
+    @Option(names = "--xmx", description = "heap of each merge (default 1g)")
+    String xmx = "1g";
+
+    @Option(names = "--work", description = "where models and scratch files go (default benchmarks/work)")
+    Path work = Path.of("benchmarks/work");
+
+    @Option(names = "--results", description = "where bench.json and bench.svg go (default benchmarks/results)")
+    Path results = Path.of("benchmarks/results");
+
+    @Option(names = "--baseline", description = "stored ratios to compare with (default benchmarks/baseline.json)")
+    Path baseline = Path.of("benchmarks/baseline.json");
+
+    @Option(names = "--update-baseline", description = "store this run's ratios as the baseline")
+    boolean updateBaseline;
+
+    @Option(names = "--mmap", description = "merges read inputs through mmap instead of positional reads")
+    boolean mmap;
+
+    private final PrintStream out;
+
+    BenchCommand(PrintStream out, PrintStream err) {
+        this.out = out;
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        long bytes;
+        try {
+            bytes = Sizes.parse(size);
+        } catch (IllegalArgumentException e) {
+            throw MergeException.user(e.getMessage());
+        }
+        List<Integer> w = workers != null ? workers : Runtime.getRuntime().availableProcessors() > 1
+                ? List.of(1, Runtime.getRuntime().availableProcessors()) : List.of(1);
+        int bad = new Bench(new Bench.Options(bytes, methods, w, cold, xmx, work, results, baseline, updateBaseline, mmap, List.of()), out).run();
+        return bad == 0 ? 0 : 3;
+    }
+}

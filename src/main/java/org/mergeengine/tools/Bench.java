@@ -1,0 +1,314 @@
+package org.mergeengine.tools;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.stream.Stream;
+import org.mergeengine.engine.OutputFolder;
+import org.mergeengine.formats.DType;
+import org.mergeengine.formats.Json;
+
+/**
+ * The benchmark: merges of synthetic Llama-shaped bf16 models, each timed against the ceiling
+ * measured on the same files in the same run (reading every input byte once plus writing the
+ * output's bytes once), with the merge's peak RSS and CPU time sampled from /proc. Results go to
+ * JSON and an SVG chart; ratios are compared with a stored baseline.
+ */
+public final class Bench {
+    public record Options(long modelBytes, List<String> methods, List<Integer> workers, boolean cold, String xmx, Path work, Path results,
+                          Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs) {}
+
+    public record Run(String method, int workers, String cache, double seconds, double ceilingSeconds, double ratio, double inputGBps,
+                      long peakRss, long peakRssAnon, double cpuSeconds, int exitCode) {}
+
+    private final Options o;
+    private final PrintStream log;
+
+    public Bench(Options o, PrintStream log) {
+        this.o = o;
+        this.log = log;
+    }
+
+    /** Runs everything; returns the number of ratios that fell more than 15% below the baseline. */
+    public int run() throws Exception {
+        Files.createDirectories(o.work());
+        Files.createDirectories(o.results());
+        Path models = o.work().resolve("models-" + o.modelBytes());
+        generate(models);
+        List<Run> runs = new ArrayList<>();
+        for (String method : o.methods()) {
+            List<Path> inputs = inputsOf(models, method);
+            Path cfg = writeConfig(models, method);
+            long inBytes = bytes(inputs), outBytes = bytes(List.of(models.resolve("base")));
+            for (String cache : o.cold() ? List.of("warm", "cold") : List.of("warm")) {
+                for (int w : o.workers()) {
+                    double ceiling = ceiling(inputs, outBytes, cache.equals("cold"));
+                    if (cache.equals("cold")) evict(inputs);
+                    else warm(inputs);
+                    Run r = merge(cfg, method, w, cache, ceiling, inBytes);
+                    runs.add(r);
+                    log.println(String.format(Locale.ROOT, "%-16s workers=%d %-4s merge %7.2fs  ceiling %6.2fs  ratio %.2f  %5.2f GB/s in  peak RSS %s (anon %s)  CPU %.1fs%s",
+                            method, w, cache, r.seconds, r.ceilingSeconds, r.ratio, r.inputGBps, mb(r.peakRss), mb(r.peakRssAnon), r.cpuSeconds,
+                            r.exitCode == 0 ? "" : "  FAILED exit " + r.exitCode));
+                }
+            }
+        }
+        double cat = catSeconds(inputsOf(models, "linear"));
+        log.println(String.format(Locale.ROOT, "cat of the two linear inputs (warm): %.2fs", cat));
+        ObjectNode report = report(runs, cat);
+        Json.write(o.results().resolve("bench.json"), report);
+        Files.writeString(o.results().resolve("bench.svg"), svg(runs), StandardCharsets.UTF_8);
+        log.println("wrote " + o.results().resolve("bench.json") + " and " + o.results().resolve("bench.svg"));
+        int regressions = compare(runs);
+        if (o.updateBaseline()) {
+            Json.write(o.baseline(), baseline(runs));
+            log.println("baseline updated: " + o.baseline());
+        }
+        return regressions;
+    }
+
+    private void generate(Path models) throws IOException {
+        SyntheticModel.Spec spec = SyntheticModel.Spec.ofSize(o.modelBytes());
+        for (String[] m : new String[][] {{"base", "0"}, {"ft1", "0.05"}, {"ft2", "0.05"}}) {
+            Path dir = models.resolve(m[0]);
+            if (Files.exists(dir.resolve("config.json"))) continue;
+            long t0 = System.nanoTime();
+            SyntheticModel.write(dir, spec, DType.BF16, 1, m[0].hashCode(), Double.parseDouble(m[1]), 2_000_000_000L);
+            log.println(String.format(Locale.ROOT, "generated %s (%s, %d layers, hidden %d) in %.1fs", dir, mb(bytes(List.of(dir))), spec.layers(),
+                    spec.hidden(), (System.nanoTime() - t0) / 1e9));
+        }
+    }
+
+    static List<Path> inputsOf(Path models, String method) {
+        return method.equals("model_stock") ? List.of(models.resolve("base"), models.resolve("ft1"), models.resolve("ft2"))
+                : List.of(models.resolve("base"), models.resolve("ft1"));
+    }
+
+    private Path writeConfig(Path models, String method) throws IOException {
+        String base = models.resolve("base").toAbsolutePath().toString(), ft1 = models.resolve("ft1").toAbsolutePath().toString(),
+                ft2 = models.resolve("ft2").toAbsolutePath().toString();
+        String yaml;
+        switch (method) {
+            case "linear":
+                yaml = "merge_method: linear\nmodels:\n  - model: " + base + "\n    parameters: {weight: 0.5}\n  - model: " + ft1 + "\n    parameters: {weight: 0.5}\n";
+                break;
+            case "slerp":
+                yaml = "merge_method: slerp\nbase_model: " + base + "\nparameters: {t: 0.4}\nmodels:\n  - model: " + base + "\n  - model: " + ft1 + "\n";
+                break;
+            case "model_stock":
+                yaml = "merge_method: model_stock\nbase_model: " + base + "\nmodels:\n  - model: " + ft1 + "\n  - model: " + ft2 + "\n";
+                break;
+            default:
+                yaml = "merge_method: " + method + "\nbase_model: " + base + "\nmodels:\n  - model: " + ft1 + "\n    parameters: {weight: 1.0, density: 0.5}\n";
+        }
+        Path p = o.work().resolve(method + ".yaml");
+        Files.writeString(p, yaml);
+        return p;
+    }
+
+    static long bytes(List<Path> dirs) throws IOException {
+        long n = 0;
+        for (Path d : dirs) for (Path f : weightFiles(d)) n += Files.size(f);
+        return n;
+    }
+
+    static List<Path> weightFiles(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.filter(p -> p.toString().endsWith(".safetensors")).sorted().toList();
+        }
+    }
+
+    /** Reading every input byte once plus writing the output's bytes once (and syncing them), as fast as plain I/O goes. */
+    private double ceiling(List<Path> inputs, long outBytes, boolean cold) throws IOException, InterruptedException {
+        if (cold) evict(inputs);
+        else warm(inputs);
+        long t0 = System.nanoTime();
+        readAll(inputs);
+        Path out = o.work().resolve("ceiling.out");
+        ByteBuffer zeros = ByteBuffer.allocateDirect(8 << 20);
+        try (FileChannel ch = FileChannel.open(out, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            long left = outBytes;
+            while (left > 0) {
+                zeros.clear().limit((int) Math.min(zeros.capacity(), left));
+                left -= ch.write(zeros);
+            }
+            ch.force(true);
+        }
+        double s = (System.nanoTime() - t0) / 1e9;
+        Files.deleteIfExists(out);
+        return s;
+    }
+
+    private static void readAll(List<Path> inputs) throws IOException {
+        ByteBuffer buf = ByteBuffer.allocateDirect(8 << 20);
+        for (Path d : inputs) {
+            for (Path f : weightFiles(d)) {
+                try (FileChannel ch = FileChannel.open(f, StandardOpenOption.READ)) {
+                    while (ch.read(buf.clear()) > 0) {
+                        // only the reading counts
+                    }
+                }
+            }
+        }
+    }
+
+    private static void warm(List<Path> inputs) throws IOException {
+        readAll(inputs);
+    }
+
+    /** Drops the files' pages from the page cache (posix_fadvise DONTNEED through dd), so the next read hits the disk. */
+    static void evict(List<Path> inputs) throws IOException, InterruptedException {
+        for (Path d : inputs) {
+            for (Path f : weightFiles(d)) {
+                new ProcessBuilder("dd", "if=" + f, "iflag=nocache", "count=0").redirectErrorStream(true)
+                        .redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
+            }
+        }
+    }
+
+    private double catSeconds(List<Path> inputs) throws Exception {
+        warm(inputs);
+        List<String> cmd = new ArrayList<>(List.of("cat"));
+        for (Path d : inputs) for (Path f : weightFiles(d)) cmd.add(f.toString());
+        long t0 = System.nanoTime();
+        new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
+        return (System.nanoTime() - t0) / 1e9;
+    }
+
+    private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes) throws Exception {
+        Path out = o.work().resolve("out-" + method);
+        OutputFolder.deleteTree(out);
+        String java = ProcessHandle.current().info().command().orElse("java");
+        String jar = Path.of(Bench.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
+        List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + o.xmx(), "-jar", jar, cfg.toString(), out.toString(), "--quiet",
+                "--workers", Integer.toString(workers)));
+        if (o.mmap()) cmd.add("--mmap");
+        cmd.addAll(o.extraArgs());
+        long t0 = System.nanoTime();
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(o.work().resolve("merge-" + method + ".log").toFile()).start();
+        long hwm = 0, anon = 0;
+        double cpu = 0;
+        Path status = Path.of("/proc", Long.toString(p.pid()), "status"), stat = Path.of("/proc", Long.toString(p.pid()), "stat");
+        while (p.isAlive()) {
+            try {
+                for (String line : Files.readAllLines(status)) {
+                    if (line.startsWith("VmHWM:")) hwm = Math.max(hwm, kb(line));
+                    if (line.startsWith("RssAnon:")) anon = Math.max(anon, kb(line));
+                }
+                String[] f = Files.readString(stat).split("\\) ", 2)[1].split(" ");
+                cpu = (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0;
+            } catch (IOException | RuntimeException gone) {
+                // the process ended between the check and the read
+            }
+            Thread.sleep(20);
+        }
+        double secs = (System.nanoTime() - t0) / 1e9;
+        int code = p.waitFor();
+        OutputFolder.deleteTree(out);
+        return new Run(method, workers, cache, secs, ceiling, ceiling / secs, inBytes / 1e9 / secs, hwm, anon, cpu, code);
+    }
+
+    private static long kb(String line) {
+        return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+    }
+
+    static String mb(long b) {
+        return String.format(Locale.ROOT, "%.0f MB", b / 1e6);
+    }
+
+    private ObjectNode report(List<Run> runs, double cat) {
+        ObjectNode r = Json.MAPPER.createObjectNode();
+        r.put("model_bytes", o.modelBytes());
+        r.put("xmx", o.xmx());
+        r.put("io", o.mmap() ? "mmap" : "read");
+        r.put("cpus", Runtime.getRuntime().availableProcessors());
+        r.put("cat_seconds_warm", cat);
+        ArrayNode a = r.putArray("runs");
+        for (Run x : runs) {
+            ObjectNode n = a.addObject();
+            n.put("method", x.method);
+            n.put("workers", x.workers);
+            n.put("cache", x.cache);
+            n.put("seconds", x.seconds);
+            n.put("ceiling_seconds", x.ceilingSeconds);
+            n.put("ratio", x.ratio);
+            n.put("input_gb_per_s", x.inputGBps);
+            n.put("peak_rss_bytes", x.peakRss);
+            n.put("peak_rss_anon_bytes", x.peakRssAnon);
+            n.put("cpu_seconds", x.cpuSeconds);
+            n.put("exit_code", x.exitCode);
+        }
+        return r;
+    }
+
+    private ObjectNode baseline(List<Run> runs) {
+        ObjectNode b = Json.MAPPER.createObjectNode();
+        b.put("note", "ratio = ceiling time / merge time, from benchmarks/run; a run more than 15% below its entry fails");
+        ObjectNode r = b.putObject("ratios");
+        for (Run x : runs) if (x.exitCode == 0) r.put(key(x), Math.round(x.ratio * 1000) / 1000.0);
+        return b;
+    }
+
+    static String key(Run x) {
+        return x.method + "/w" + x.workers + "/" + x.cache;
+    }
+
+    private int compare(List<Run> runs) {
+        int bad = 0;
+        for (Run x : runs) {
+            if (x.exitCode != 0) {
+                log.println("FAILED: " + key(x) + " exited " + x.exitCode);
+                bad++;
+            }
+        }
+        if (!Files.isRegularFile(o.baseline())) {
+            log.println("no baseline at " + o.baseline() + " (run with --update-baseline to store one)");
+            return bad;
+        }
+        JsonNode b = Json.read(o.baseline()).path("ratios");
+        for (Run x : runs) {
+            JsonNode want = b.get(key(x));
+            if (want == null) continue;
+            if (x.ratio < 0.85 * want.asDouble()) {
+                log.println(String.format(Locale.ROOT, "REGRESSION: %s ratio %.3f is more than 15%% below the baseline %.3f", key(x), x.ratio, want.asDouble()));
+                bad++;
+            }
+        }
+        if (bad == 0) log.println("no regression against " + o.baseline());
+        return bad;
+    }
+
+    /** A bar chart of the ratios (1.0 = as fast as plain reading and writing). */
+    static String svg(List<Run> runs) {
+        int bar = 26, gap = 6, left = 230, width = 760, height = 60 + runs.size() * (bar + gap);
+        double max = 1.0;
+        for (Run r : runs) max = Math.max(max, r.ratio);
+        StringBuilder s = new StringBuilder();
+        s.append(String.format(Locale.ROOT, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-family='sans-serif' font-size='13'>%n", width, height));
+        s.append("<rect width='100%' height='100%' fill='white'/>\n");
+        s.append("<text x='10' y='22' font-size='15' font-weight='bold'>merge time vs read+write ceiling (ratio; 1.0 = disk speed)</text>\n");
+        double scale = (width - left - 80) / max;
+        int y = 40;
+        for (Run r : runs) {
+            String color = r.cache.equals("cold") ? "#4a7ab5" : "#e08a2c";
+            s.append(String.format(Locale.ROOT, "<text x='10' y='%d'>%s, %d worker(s), %s</text>%n", y + 18, r.method, r.workers, r.cache));
+            s.append(String.format(Locale.ROOT, "<rect x='%d' y='%d' width='%.1f' height='%d' fill='%s'/>%n", left, y, Math.max(1, r.ratio * scale), bar, color));
+            s.append(String.format(Locale.ROOT, "<text x='%.1f' y='%d'>%.2f</text>%n", left + r.ratio * scale + 6, y + 18, r.ratio));
+            y += bar + gap;
+        }
+        s.append(String.format(Locale.ROOT, "<line x1='%.1f' y1='35' x2='%.1f' y2='%d' stroke='black' stroke-dasharray='4'/>%n", left + scale, left + scale, height - 5));
+        s.append("</svg>\n");
+        return s.toString();
+    }
+}
