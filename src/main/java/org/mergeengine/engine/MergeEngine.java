@@ -79,13 +79,14 @@ public final class MergeEngine implements AutoCloseable {
         }
         try {
             writer = new SafetensorsWriter(tmp, plan.layout());
+            writer.flushInBackground(io);
         } catch (IOException e) {
             OutputFolder.deleteTree(tmp);
             throw MergeException.user("cannot create output shards in " + tmp + ": " + e.getMessage());
         }
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
         MergeSupervisor.Job job = new MergeSupervisor.Job(plan.tensors(), writer, Math.max(1, opts.workers()),
-                opts.maxMemoryBytes(), opts.chunkElements(), io,
+                opts.maxMemoryBytes(), opts.chunkElements(), opts.maxMemoryBytes() / (2L * Math.max(1, opts.workers())), io,
                 new BufferPool(Math.min(256L << 20, opts.maxMemoryBytes() / 4)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
                 org.apache.pekko.actor.typed.Props.empty());

@@ -30,7 +30,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     record TaskFailed(int taskId, Throwable error) implements Command {}
 
     /** Everything the supervisor needs for one merge. */
-    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, int workers, long budgetBytes, int chunkElements,
+    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, int workers, long budgetBytes, int chunkElements, long retainBytes,
                Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
@@ -55,7 +55,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
         this.estimate = new long[job.tensors().size()];
         long total = 0;
         for (int i = 0; i < estimate.length; i++) {
-            estimate[i] = TensorJob.memoryEstimate(job.tensors().get(i), job.chunkElements());
+            estimate[i] = TensorJob.memoryEstimate(job.tensors().get(i), job.chunkElements(), job.retainBytes());
             queue.add(i);
             total += job.tensors().get(i).inputBytes();
         }
@@ -64,7 +64,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
             job.result().complete(snapshot());
         }
         for (int w = 0; w < job.workers(); w++) {
-            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.chunkElements(), job.io(), job.pool()), "worker-" + w);
+            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + w);
         }
     }
 

@@ -35,7 +35,10 @@ final class TensorJob {
     private final BufferPool pool;
     private int chunkLen;
 
-    TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, Executor io, BufferPool pool) {
+    private final long retainBytes;
+
+    TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
+        this.retainBytes = retainBytes;
         this.pool = pool;
         this.tensor = tensor;
         this.writer = writer;
@@ -44,9 +47,10 @@ final class TensorJob {
     }
 
     /** Bytes of heap this job holds at most while it runs (for the supervisor's memory budget). */
-    static long memoryEstimate(PlannedTensor t, int chunkElements) {
+    static long memoryEstimate(PlannedTensor t, int chunkElements, long retainBytes) {
         TensorKernel k = t.method().kernel(t.context());
         long chunk = chunkLength(t, k, chunkElements);
+        if (retains(t, k, chunkElements, retainBytes)) return t.numel() * 4L * t.inputs().size() + chunk * 4L * (t.inputs().size() + 2) * 2;
         int lanes = 2 * t.inputs().size() + 2; // inputs, method scratch of similar size, output, encoded output
         return chunk * 4L * lanes * (k.wholeTensor() ? 1 : PREFETCH + 1);
     }
@@ -73,6 +77,8 @@ final class TensorJob {
         if (n == 0) return CompletableFuture.completedFuture(Done.getInstance());
 
         if (kernel.isIdentity() && canCopyBytes()) return copyBytes(mat, ranges);
+
+        if (kernel.reductionPasses() > 0 && retains(tensor, kernel, chunkElements, retainBytes)) return runInMemory(mat, kernel, ranges);
 
         CompletionStage<Done> stage = CompletableFuture.completedFuture(Done.getInstance());
         for (int p = 0; p < kernel.reductionPasses(); p++) {
@@ -106,6 +112,40 @@ final class TensorJob {
     }
 
     private record Encoded(long offset, ByteBuffer bytes) {}
+
+    /**
+     * Whether the decoded tensor is kept in memory across the kernel's passes: reading and decoding
+     * it once instead of once per pass (TIES and breadcrumbs make three passes).
+     */
+    static boolean retains(PlannedTensor t, TensorKernel k, int chunkElements, long retainBytes) {
+        return k.reductionPasses() > 0 && !k.wholeTensor() && t.numel() * 4L * t.inputs().size() <= retainBytes;
+    }
+
+    private CompletionStage<Done> runInMemory(Materializer mat, TensorKernel kernel, List<long[]> ranges) {
+        DType out = tensor.outDType();
+        return Source.from(ranges)
+                .mapAsync(PREFETCH, r -> load(r))
+                .runWith(Sink.seq(), mat)
+                .thenCompose(chunks -> {
+                    for (int p = 0; p < kernel.reductionPasses(); p++) {
+                        for (Chunk c : chunks) kernel.reduce(p, c);
+                        kernel.endPass(p);
+                    }
+                    return Source.from(chunks)
+                            .map(c -> {
+                                float[] res = takeFloats();
+                                kernel.compute(c, res);
+                                release(c);
+                                ByteBuffer buf = takeBytes(out);
+                                Convert.encode(out, res, 0, c.length, buf);
+                                give(res);
+                                buf.flip();
+                                return new Encoded(c.start * out.size(), buf);
+                            })
+                            .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
+                            .runWith(Sink.ignore(), mat);
+                });
+    }
 
     private boolean canCopyBytes() {
         PlannedTensor.Input in = tensor.inputs().get(0);

@@ -28,7 +28,7 @@ final class Worker {
     private Worker() {}
 
     static Behavior<Command> create(ActorRef<MergeSupervisor.Command> supervisor, SafetensorsWriter writer,
-                                    int chunkElements, Executor io, BufferPool pool) {
+                                    int chunkElements, long retainBytes, Executor io, BufferPool pool) {
         return Behaviors.setup(ctx -> {
             Materializer mat = Materializer.createMaterializer(ctx);
             supervisor.tell(new MergeSupervisor.RequestWork(ctx.getSelf()));
@@ -36,7 +36,7 @@ final class Worker {
                     .onMessage(Assign.class, a -> {
                         CompletionStage<Done> done;
                         try {
-                            done = new TensorJob(a.tensor(), writer, chunkElements, io, pool).run(mat);
+                            done = new TensorJob(a.tensor(), writer, chunkElements, retainBytes, io, pool).run(mat);
                         } catch (RuntimeException e) {
                             done = java.util.concurrent.CompletableFuture.failedFuture(e);
                         }

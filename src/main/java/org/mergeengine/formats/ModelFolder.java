@@ -74,19 +74,8 @@ public final class ModelFolder implements AutoCloseable {
         boolean ok = false;
         try {
             if (Files.isRegularFile(index)) {
-                JsonNode root = Json.read(index);
-                JsonNode map = root.get("weight_map");
-                if (map == null || !map.isObject()) throw new FormatException(index + ": has no \"weight_map\" object");
-                Map<String, String> weightMap = new LinkedHashMap<>();
-                TreeSet<String> shardNames = new TreeSet<>();
-                for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
-                    Map.Entry<String, JsonNode> e = it.next();
-                    if (!e.getValue().isTextual()) throw new FormatException(index + ": weight_map." + e.getKey() + " must be a file name");
-                    String f = e.getValue().asText();
-                    checkPlainFileName(index, e.getKey(), f);
-                    weightMap.put(e.getKey(), f);
-                    shardNames.add(f);
-                }
+                Map<String, String> weightMap = readIndex(index);
+                TreeSet<String> shardNames = new TreeSet<>(weightMap.values());
                 Map<String, SafetensorsFile> opened = new LinkedHashMap<>();
                 for (String f : shardNames) {
                     Path p = dir.resolve(f);
@@ -115,6 +104,40 @@ public final class ModelFolder implements AutoCloseable {
             if (!ok) files.forEach(SafetensorsFile::close);
         }
         return new ModelFolder(dir, config, Collections.unmodifiableMap(tensors), Collections.unmodifiableList(files));
+    }
+
+    /**
+     * A model known from its config, index and shard headers alone (files not downloaded yet), for
+     * planning. {@code shards} maps each shard file name to its header-only file.
+     */
+    public static ModelFolder fromHeaders(Path dir, ObjectNode config, Map<String, String> weightMap, Map<String, SafetensorsFile> shards) {
+        Map<String, Located> tensors = new LinkedHashMap<>();
+        if (weightMap == null) {
+            for (SafetensorsFile sf : shards.values()) for (TensorInfo ti : sf.tensors().values()) tensors.put(ti.name(), new Located(sf, ti));
+        } else {
+            for (Map.Entry<String, String> e : weightMap.entrySet()) {
+                SafetensorsFile sf = shards.get(e.getValue());
+                TensorInfo ti = sf == null ? null : sf.tensors().get(e.getKey());
+                if (ti == null) throw new FormatException(dir + ": the index maps tensor '" + e.getKey() + "' to " + e.getValue() + ", which does not contain it");
+                tensors.put(e.getKey(), new Located(sf, ti));
+            }
+        }
+        return new ModelFolder(dir, config, Collections.unmodifiableMap(tensors), List.copyOf(shards.values()));
+    }
+
+    /** The weight_map of an index file, checked: tensor name to a plain shard file name. */
+    public static Map<String, String> readIndex(Path index) {
+        JsonNode root = Json.read(index);
+        JsonNode map = root.get("weight_map");
+        if (map == null || !map.isObject()) throw new FormatException(index + ": has no \"weight_map\" object");
+        Map<String, String> weightMap = new LinkedHashMap<>();
+        for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            if (!e.getValue().isTextual()) throw new FormatException(index + ": weight_map." + e.getKey() + " must be a file name");
+            checkPlainFileName(index, e.getKey(), e.getValue().asText());
+            weightMap.put(e.getKey(), e.getValue().asText());
+        }
+        return weightMap;
     }
 
     /** A shard name from an index must name a file in the same folder, nothing else. */

@@ -80,78 +80,100 @@ public final class SafetensorsFile implements AutoCloseable {
             if (len < 8) throw bad(path, "file is " + len + " bytes, too small for a safetensors header (HeaderTooSmall)");
             ByteBuffer lenBuf = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
             readFully(ch, lenBuf, 0);
-            long n = lenBuf.getLong(0);
-            if (looksLikeLfsPointer(lenBuf)) {
-                throw bad(path, "this is a git-lfs pointer file, not the weights; fetch the real file (git lfs pull)");
-            }
-            if (n < 0 || n > MAX_HEADER) throw bad(path, "header length " + Long.toUnsignedString(n) + " exceeds the limit of " + MAX_HEADER + " bytes (HeaderTooLarge)");
-            if (8 + n > len) throw bad(path, "header length " + n + " runs past the end of the " + len + "-byte file (InvalidHeaderLength)");
+            long n = checkLength(path, lenBuf.array(), len);
             ByteBuffer hb = ByteBuffer.allocate((int) n);
             readFully(ch, hb, 8);
-            String text;
-            try {
-                text = StandardCharsets.UTF_8.newDecoder()
-                        .onMalformedInput(CodingErrorAction.REPORT)
-                        .onUnmappableCharacter(CodingErrorAction.REPORT)
-                        .decode(hb.flip()).toString();
-            } catch (CharacterCodingException e) {
-                throw bad(path, "header is not valid UTF-8 (InvalidHeader)");
-            }
-            String trimmed = text.stripLeading();
-            if (!trimmed.startsWith("{")) throw bad(path, "header does not start with '{' (InvalidHeaderStart)");
-            JsonNode root;
-            try {
-                root = Json.MAPPER.readTree(text);
-            } catch (IOException e) {
-                throw bad(path, "header is not valid JSON: " + Json.firstLine(e instanceof com.fasterxml.jackson.core.JsonProcessingException jp ? jp.getOriginalMessage() : e.getMessage()) + " (InvalidHeaderDeserialization)");
-            }
-            if (root == null || !root.isObject()) throw bad(path, "header is not a JSON object (InvalidHeaderDeserialization)");
-            Map<String, String> metadata = new LinkedHashMap<>();
-            List<TensorInfo> list = new ArrayList<>();
-            for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
-                Map.Entry<String, JsonNode> e = it.next();
-                if (e.getKey().equals("__metadata__")) {
-                    if (!e.getValue().isObject()) throw bad(path, "__metadata__ must be an object of strings (InvalidHeaderDeserialization)");
-                    for (Iterator<Map.Entry<String, JsonNode>> m = e.getValue().fields(); m.hasNext(); ) {
-                        Map.Entry<String, JsonNode> me = m.next();
-                        if (!me.getValue().isTextual()) throw bad(path, "__metadata__." + me.getKey() + " must be a string (InvalidHeaderDeserialization)");
-                        metadata.put(me.getKey(), me.getValue().asText());
-                    }
-                    continue;
-                }
-                list.add(parseEntry(path, e.getKey(), e.getValue()));
-            }
-            list.sort(Comparator.comparingLong(TensorInfo::begin).thenComparingLong(TensorInfo::end));
-            long expect = 0;
-            for (TensorInfo t : list) {
-                if (t.begin() != expect || t.end() < t.begin()) {
-                    throw bad(path, "tensor '" + t.name() + "' has data_offsets [" + t.begin() + ", " + t.end()
-                            + "] but the previous tensor ends at " + expect + "; offsets must be contiguous from 0 without overlap (InvalidOffset)");
-                }
-                long bytes;
-                try {
-                    long numel = 1;
-                    for (long d : t.shape()) numel = Math.multiplyExact(numel, d);
-                    bytes = Math.multiplyExact(numel, (long) t.dtype().size());
-                } catch (ArithmeticException ex) {
-                    throw bad(path, "tensor '" + t.name() + "' shape " + t.shapeString() + " overflows (ValidationOverflow)");
-                }
-                if (t.end() - t.begin() != bytes) {
-                    throw bad(path, "tensor '" + t.name() + "' (" + t.dtype().safetensorsName() + " " + t.shapeString() + ") needs "
-                            + bytes + " bytes but its data_offsets span " + (t.end() - t.begin()) + " (TensorInvalidInfo)");
-                }
-                expect = t.end();
-            }
-            if (8 + n + expect != len) {
-                throw bad(path, "header describes " + (8 + n + expect) + " bytes but the file has " + len
-                        + (len < 8 + n + expect ? " (truncated: download it again)" : " (trailing bytes)") + " (MetadataIncompleteBuffer)");
-            }
-            Map<String, TensorInfo> byName = new LinkedHashMap<>();
-            for (TensorInfo t : list) byName.put(t.name(), t);
-            return new SafetensorsFile(path, ch, len, 8 + n, Collections.unmodifiableMap(byName), Collections.unmodifiableMap(metadata));
+            return validate(path, ch, len, n, hb.flip());
         } catch (IOException e) {
             throw new FormatException(path + ": cannot read (" + e.getMessage() + ")");
         }
+    }
+
+    /**
+     * A file known by its header alone ({@code head} = the first 8 + N bytes, {@code fileSize} the
+     * whole file's length): fully validated, for planning before the file is downloaded. Reading
+     * tensor data from it fails.
+     */
+    public static SafetensorsFile fromHeader(Path label, byte[] head, long fileSize) {
+        if (fileSize < 8 || head.length < 8) throw bad(label, "file is " + fileSize + " bytes, too small for a safetensors header (HeaderTooSmall)");
+        long n = checkLength(label, java.util.Arrays.copyOf(head, 8), fileSize);
+        if (head.length < 8 + n) throw bad(label, "header of " + n + " bytes not fully available");
+        return validate(label, null, fileSize, n, ByteBuffer.wrap(head, 8, (int) n).slice());
+    }
+
+    private static long checkLength(Path path, byte[] first8, long len) {
+        ByteBuffer lenBuf = ByteBuffer.wrap(first8).order(ByteOrder.LITTLE_ENDIAN);
+        long n = lenBuf.getLong(0);
+        if (looksLikeLfsPointer(lenBuf)) {
+            throw bad(path, "this is a git-lfs pointer file, not the weights; fetch the real file (git lfs pull)");
+        }
+        if (n < 0 || n > MAX_HEADER) throw bad(path, "header length " + Long.toUnsignedString(n) + " exceeds the limit of " + MAX_HEADER + " bytes (HeaderTooLarge)");
+        if (8 + n > len) throw bad(path, "header length " + n + " runs past the end of the " + len + "-byte file (InvalidHeaderLength)");
+        return n;
+    }
+
+    private static SafetensorsFile validate(Path path, FileChannel ch, long len, long n, ByteBuffer hb) {
+        String text;
+        try {
+            text = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(hb).toString();
+        } catch (CharacterCodingException e) {
+            throw bad(path, "header is not valid UTF-8 (InvalidHeader)");
+        }
+        String trimmed = text.stripLeading();
+        if (!trimmed.startsWith("{")) throw bad(path, "header does not start with '{' (InvalidHeaderStart)");
+        JsonNode root;
+        try {
+            root = Json.MAPPER.readTree(text);
+        } catch (IOException e) {
+            throw bad(path, "header is not valid JSON: " + Json.firstLine(e instanceof com.fasterxml.jackson.core.JsonProcessingException jp ? jp.getOriginalMessage() : e.getMessage()) + " (InvalidHeaderDeserialization)");
+        }
+        if (root == null || !root.isObject()) throw bad(path, "header is not a JSON object (InvalidHeaderDeserialization)");
+        Map<String, String> metadata = new LinkedHashMap<>();
+        List<TensorInfo> list = new ArrayList<>();
+        for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            if (e.getKey().equals("__metadata__")) {
+                if (!e.getValue().isObject()) throw bad(path, "__metadata__ must be an object of strings (InvalidHeaderDeserialization)");
+                for (Iterator<Map.Entry<String, JsonNode>> m = e.getValue().fields(); m.hasNext(); ) {
+                    Map.Entry<String, JsonNode> me = m.next();
+                    if (!me.getValue().isTextual()) throw bad(path, "__metadata__." + me.getKey() + " must be a string (InvalidHeaderDeserialization)");
+                    metadata.put(me.getKey(), me.getValue().asText());
+                }
+                continue;
+            }
+            list.add(parseEntry(path, e.getKey(), e.getValue()));
+        }
+        list.sort(Comparator.comparingLong(TensorInfo::begin).thenComparingLong(TensorInfo::end));
+        long expect = 0;
+        for (TensorInfo t : list) {
+            if (t.begin() != expect || t.end() < t.begin()) {
+                throw bad(path, "tensor '" + t.name() + "' has data_offsets [" + t.begin() + ", " + t.end()
+                        + "] but the previous tensor ends at " + expect + "; offsets must be contiguous from 0 without overlap (InvalidOffset)");
+            }
+            long bytes;
+            try {
+                long numel = 1;
+                for (long d : t.shape()) numel = Math.multiplyExact(numel, d);
+                bytes = Math.multiplyExact(numel, (long) t.dtype().size());
+            } catch (ArithmeticException ex) {
+                throw bad(path, "tensor '" + t.name() + "' shape " + t.shapeString() + " overflows (ValidationOverflow)");
+            }
+            if (t.end() - t.begin() != bytes) {
+                throw bad(path, "tensor '" + t.name() + "' (" + t.dtype().safetensorsName() + " " + t.shapeString() + ") needs "
+                        + bytes + " bytes but its data_offsets span " + (t.end() - t.begin()) + " (TensorInvalidInfo)");
+            }
+            expect = t.end();
+        }
+        if (8 + n + expect != len) {
+            throw bad(path, "header describes " + (8 + n + expect) + " bytes but the file has " + len
+                    + (len < 8 + n + expect ? " (truncated: download it again)" : " (trailing bytes)") + " (MetadataIncompleteBuffer)");
+        }
+        Map<String, TensorInfo> byName = new LinkedHashMap<>();
+        for (TensorInfo t : list) byName.put(t.name(), t);
+        return new SafetensorsFile(path, ch, len, 8 + n, Collections.unmodifiableMap(byName), Collections.unmodifiableMap(metadata));
     }
 
     private static TensorInfo parseEntry(Path path, String name, JsonNode v) {
@@ -203,6 +225,7 @@ public final class SafetensorsFile implements AutoCloseable {
      * The buffer may be a view of a shared mapping: read it, do not keep it.
      */
     public ByteBuffer read(TensorInfo t, long offset, int length) {
+        if (channel == null) throw new IllegalStateException(path + " is known by its header only");
         if (offset < 0 || length < 0 || offset + length > t.byteSize()) {
             throw new IndexOutOfBoundsException(t.name() + ": read [" + offset + ", +" + length + ") outside " + t.byteSize() + " bytes");
         }
@@ -231,6 +254,7 @@ public final class SafetensorsFile implements AutoCloseable {
 
     /** Reads bytes {@code [offset, offset + dst.remaining())} of a tensor's data into {@code dst} (best with a direct buffer). */
     public void readInto(TensorInfo t, long offset, ByteBuffer dst) {
+        if (channel == null) throw new IllegalStateException(path + " is known by its header only");
         int length = dst.remaining();
         if (offset < 0 || offset + length > t.byteSize()) {
             throw new IndexOutOfBoundsException(t.name() + ": read [" + offset + ", +" + length + ") outside " + t.byteSize() + " bytes");
@@ -276,6 +300,7 @@ public final class SafetensorsFile implements AutoCloseable {
     }
 
     private static void closeQuietly(FileChannel ch) {
+        if (ch == null) return;
         try {
             ch.close();
         } catch (IOException ignored) {

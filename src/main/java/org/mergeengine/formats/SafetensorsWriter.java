@@ -19,11 +19,22 @@ public final class SafetensorsWriter implements AutoCloseable {
     private final ShardLayout layout;
     private final FileChannel[] channels;
     private final Path dir;
+    /** Bytes written to each shard since its last background flush. */
+    private final java.util.concurrent.atomic.AtomicLong[] unflushed;
+    private final java.util.concurrent.atomic.AtomicBoolean[] flushing;
+    private volatile java.util.concurrent.Executor flusher;
+    static final long FLUSH_EVERY = 256L << 20;
 
     public SafetensorsWriter(Path dir, ShardLayout layout) throws IOException {
         this.dir = dir;
         this.layout = layout;
         this.channels = new FileChannel[layout.shards().size()];
+        this.unflushed = new java.util.concurrent.atomic.AtomicLong[channels.length];
+        this.flushing = new java.util.concurrent.atomic.AtomicBoolean[channels.length];
+        for (int i = 0; i < channels.length; i++) {
+            unflushed[i] = new java.util.concurrent.atomic.AtomicLong();
+            flushing[i] = new java.util.concurrent.atomic.AtomicBoolean();
+        }
         boolean ok = false;
         try {
             for (int i = 0; i < channels.length; i++) {
@@ -49,7 +60,30 @@ public final class SafetensorsWriter implements AutoCloseable {
         if (offset + data.remaining() > p.byteSize()) {
             throw new IllegalArgumentException("write past the end of tensor " + name);
         }
+        int n = data.remaining();
         writeFully(channels[p.shard()], data, p.position() + offset);
+        java.util.concurrent.Executor f = flusher;
+        if (f != null && unflushed[p.shard()].addAndGet(n) >= FLUSH_EVERY && flushing[p.shard()].compareAndSet(false, true)) {
+            int shard = p.shard();
+            unflushed[shard].set(0);
+            f.execute(() -> {
+                try {
+                    channels[shard].force(false);
+                } catch (IOException ignored) {
+                    // finish() forces again and reports
+                } finally {
+                    flushing[shard].set(false);
+                }
+            });
+        }
+    }
+
+    /**
+     * Flushes written data to the disk in the background every {@value #FLUSH_EVERY} bytes per
+     * shard, so that the disk writes while the merge computes instead of all at the end.
+     */
+    public void flushInBackground(java.util.concurrent.Executor executor) {
+        this.flusher = executor;
     }
 
     /** Flushes every shard to the disk and closes them; after this the files are complete. */

@@ -89,6 +89,30 @@ final class MagnitudeSelector {
         seen = 0;
     }
 
+    /**
+     * Membership of the next {@code len} elements (in index order) as int masks, -1 for members and
+     * 0 otherwise, without a branch per element except at the rare ties.
+     */
+    void fill(float[] v, int len, int[] out) {
+        if (none || all) {
+            java.util.Arrays.fill(out, 0, len, all ? -1 : 0);
+            return;
+        }
+        int c = cut;
+        if (largest) {
+            for (int i = 0; i < len; i++) out[i] = (c - key(v[i])) >> 31;
+        } else {
+            for (int i = 0; i < len; i++) out[i] = (key(v[i]) - c) >> 31;
+        }
+        if (tiesTotal == 0) return;
+        for (int i = 0; i < len; i++) {
+            if (key(v[i]) == c) {
+                long s = seen++;
+                out[i] = (lowIndexFirst ? s < tiesTaken : s >= tiesTotal - tiesTaken) ? -1 : 0;
+            }
+        }
+    }
+
     /** Whether the next element (in index order) with magnitude |x| is in the selected set. */
     boolean member(float x) {
         if (none) return false;

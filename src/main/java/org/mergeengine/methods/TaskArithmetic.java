@@ -112,7 +112,9 @@ public final class TaskArithmetic implements MergeMethod {
         final int selectionPasses, passes;
         final long rowLen;
         float[][] delta;
-        boolean[] mask;
+        int[] mask, aux;
+        float[] sum, div;
+        int[] signs;
 
         Kernel(KernelContext ctx) {
             base = ctx.baseIndex();
@@ -180,7 +182,11 @@ public final class TaskArithmetic implements MergeMethod {
             int n = o.length;
             if (delta == null || delta[0].length < c.length) {
                 delta = new float[n][c.length];
-                mask = new boolean[c.length];
+                mask = new int[c.length];
+                aux = new int[c.length];
+                sum = new float[c.length];
+                div = new float[c.length];
+                signs = new int[c.length];
             }
             float[] b = c.in[base];
             for (int k = 0; k < n; k++) {
@@ -214,7 +220,7 @@ public final class TaskArithmetic implements MergeMethod {
                     for (int j = 0; j < c.length; j++) {
                         double a = Math.abs(d[j]);
                         all += a;
-                        if (mask[j]) kept += a;
+                        if (mask[j] != 0) kept += a;
                     }
                     l1All[k] += all;
                     l1Kept[k] += kept;
@@ -236,25 +242,23 @@ public final class TaskArithmetic implements MergeMethod {
             }
         }
 
-        /** Fills mask[0..len) with model k's keep decisions for this chunk, in index order. */
+        /** Fills mask[0..len) with model k's keep decisions for this chunk (-1 keep, 0 drop), in index order. */
         private void mask(int k, Chunk c, float[] d) {
             int len = c.length;
             switch (sp[k]) {
                 case NONE:
-                    java.util.Arrays.fill(mask, 0, len, true);
+                    java.util.Arrays.fill(mask, 0, len, -1);
                     break;
                 case MAGNITUDE:
-                    for (int j = 0; j < len; j++) mask[j] = keep[k].member(d[j]);
+                    keep[k].fill(d, len, mask);
                     break;
                 case OUTLIERS:
-                    for (int j = 0; j < len; j++) {
-                        boolean top = dropTop[k].member(d[j]);
-                        boolean bot = dropBot[k].member(d[j]);
-                        mask[j] = !top && !bot;
-                    }
+                    dropTop[k].fill(d, len, mask);
+                    dropBot[k].fill(d, len, aux);
+                    for (int j = 0; j < len; j++) mask[j] = ~(mask[j] | aux[j]);
                     break;
                 case RANDOM:
-                    for (int j = 0; j < len; j++) mask[j] = Random.uniform(streams[k], c.start + j) < rho[k];
+                    for (int j = 0; j < len; j++) mask[j] = Random.uniform(streams[k], c.start + j) < rho[k] ? -1 : 0;
                     break;
                 case DELLA:
                     dellaMask(k, c, d);
@@ -266,7 +270,7 @@ public final class TaskArithmetic implements MergeMethod {
 
         private void dellaMask(int k, Chunk c, float[] d) {
             if (rho[k] <= 0) {
-                java.util.Arrays.fill(mask, 0, c.length, false);
+                java.util.Arrays.fill(mask, 0, c.length, 0);
                 return;
             }
             int L = (int) rowLen;
@@ -278,7 +282,7 @@ public final class TaskArithmetic implements MergeMethod {
                     int j = (int) order[rank];
                     // A one-element row has no spread of ranks: it keeps with probability density.
                     double p = L == 1 ? rho[k] : rho[k] - eps[k] + 2 * eps[k] * rank / (double) (L - 1);
-                    mask[r0 + j] = Random.uniform(streams[k], c.start + r0 + j) < p;
+                    mask[r0 + j] = Random.uniform(streams[k], c.start + r0 + j) < p ? -1 : 0;
                 }
             }
         }
@@ -295,35 +299,54 @@ public final class TaskArithmetic implements MergeMethod {
                     for (int j = 0; j < len; j++) d[j] *= f;
                 } else {
                     mask(k, c, d);
-                    for (int j = 0; j < len; j++) d[j] = mask[j] ? d[j] * f : 0f;
+                    for (int j = 0; j < len; j++) d[j] = Float.intBitsToFloat(Float.floatToRawIntBits(d[j] * f) & mask[j]);
                 }
             }
             float[] b = c.in[base];
             if (consensus) {
+                // Branch-free sign election: a contribution agrees when it is non-zero and has the
+                // elected sign (0 counts as +); it then adds to the sum and its weight to the divisor.
+                java.util.Arrays.fill(sum, 0, len, 0f);
+                for (int k = 0; k < n; k++) {
+                    float[] d = delta[k];
+                    for (int j = 0; j < len; j++) sum[j] += d[j];
+                }
                 for (int j = 0; j < len; j++) {
-                    float s = 0;
-                    for (int k = 0; k < n; k++) s += delta[k][j];
-                    boolean positive = s >= 0;
-                    float m = 0, div = 0;
-                    for (int k = 0; k < n; k++) {
-                        float v = delta[k][j];
-                        if (positive ? v > 0 : v < 0) {
-                            m += v;
-                            div += (float) w[k];
-                        }
+                    int sb = Float.floatToRawIntBits(sum[j]);
+                    signs[j] = sb & 0x80000000 & (((sb & 0x7fffffff) + 0x7fffffff) >> 31); // -0 elects +
+                }
+                java.util.Arrays.fill(sum, 0, len, 0f);
+                java.util.Arrays.fill(div, 0, len, 0f);
+                for (int k = 0; k < n; k++) {
+                    float[] d = delta[k];
+                    int wb = Float.floatToRawIntBits((float) w[k]);
+                    for (int j = 0; j < len; j++) {
+                        int bits = Float.floatToRawIntBits(d[j]);
+                        int agree = ~((bits ^ signs[j]) >> 31) & (((bits & 0x7fffffff) + 0x7fffffff) >> 31);
+                        sum[j] += Float.intBitsToFloat(bits & agree);
+                        div[j] += Float.intBitsToFloat(wb & agree);
                     }
-                    if (normalize) m /= div == 0 ? 1f : div;
-                    out[j] = b[j] + lambda * m;
+                }
+                if (normalize) {
+                    for (int j = 0; j < len; j++) {
+                        int db = Float.floatToRawIntBits(div[j]);
+                        int zero = ~(((db & 0x7fffffff) + 0x7fffffff) >> 31); // -1 where nothing agreed
+                        float dv = Float.intBitsToFloat((db & ~zero) | (0x3f800000 & zero));
+                        out[j] = b[j] + lambda * (sum[j] / dv);
+                    }
+                } else {
+                    for (int j = 0; j < len; j++) out[j] = b[j] + lambda * sum[j];
                 }
             } else {
                 double wsum = 0;
                 for (double x : w) wsum += x;
                 float inv = normalize ? (float) (1.0 / (Math.abs(wsum) < 1e-8 ? 1.0 : wsum)) : 1f;
-                for (int j = 0; j < len; j++) {
-                    float m = 0;
-                    for (int k = 0; k < n; k++) m += delta[k][j];
-                    out[j] = b[j] + lambda * (m * inv);
+                java.util.Arrays.fill(sum, 0, len, 0f);
+                for (int k = 0; k < n; k++) {
+                    float[] d = delta[k];
+                    for (int j = 0; j < len; j++) sum[j] += d[j];
                 }
+                for (int j = 0; j < len; j++) out[j] = b[j] + lambda * (sum[j] * inv);
             }
         }
     }

@@ -34,9 +34,10 @@ public final class SyntheticModel {
             int hidden = bytes > 3_000_000_000L ? 4096 : 2048;
             int inter = hidden * 11 / 4;
             int vocab = 32000;
-            long perLayer = 4L * hidden * hidden + 3L * hidden * inter + 2L * hidden;
+            long kv = hidden / 4; // 8 key/value heads of 64 against 32 query heads
+            long perLayer = 2L * hidden * hidden + 2L * kv * hidden + 3L * hidden * inter + 2L * hidden;
             long edges = 2L * vocab * hidden + hidden;
-            int layers = (int) Math.max(1, (bytes / 2 - edges) / perLayer);
+            int layers = (int) Math.max(1, Math.round((bytes / 2.0 - edges) / perLayer));
             return new Spec(hidden, inter, layers, vocab, hidden / 64, hidden / 256, false);
         }
 

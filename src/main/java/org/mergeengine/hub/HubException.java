@@ -1,0 +1,14 @@
+package org.mergeengine.hub;
+
+import org.mergeengine.MergeException;
+
+/** A hub or cache failure the user can act on (missing repository or file, offline miss, disk full, bad checksum). */
+public class HubException extends MergeException {
+    public HubException(String message) {
+        super(Kind.USER, message);
+    }
+
+    public HubException(String message, Throwable cause) {
+        super(Kind.USER, message, cause);
+    }
+}
