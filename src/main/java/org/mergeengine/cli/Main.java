@@ -8,11 +8,11 @@ import java.util.concurrent.Callable;
 import org.mergeengine.MergeException;
 import org.mergeengine.config.ConfigParser;
 import org.mergeengine.config.MergeConfig;
-import org.mergeengine.engine.MergeEngine;
+import org.mergeengine.api.MergeService;
+import org.mergeengine.hub.HubSettings;
 import org.mergeengine.engine.MergeOptions;
 import org.mergeengine.engine.OutputFolder;
 import org.mergeengine.engine.Progress;
-import org.mergeengine.plan.LocalModelResolver;
 import org.mergeengine.plan.MergePlan;
 import org.mergeengine.plan.PlanOptions;
 import org.mergeengine.plan.PlannedTensor;
@@ -68,6 +68,12 @@ public final class Main implements Callable<Integer> {
     @Option(names = "--chunk-elements", paramLabel = "N", hidden = true, description = "elements per streamed chunk")
     int chunkElements = MergeOptions.DEFAULT_CHUNK;
 
+    @Option(names = "--cache-dir", paramLabel = "DIR", description = "hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub)")
+    Path cacheDir;
+
+    @Option(names = "--offline", description = "use the hub cache only, no network (also HF_HUB_OFFLINE=1)")
+    boolean offline;
+
     @Option(names = "--mmap", description = "read inputs through memory-mapped windows instead of positional reads")
     boolean mmap;
 
@@ -93,7 +99,8 @@ public final class Main implements Callable<Integer> {
     public static int run(String[] args, PrintStream stdout, PrintStream stderr) {
         String sub = args.length > 0 ? args[0] : "";
         Object command = sub.equals("extract-lora") ? new ExtractLoraCommand(stderr)
-                : sub.equals("bench") ? new BenchCommand(stdout, stderr) : new Main(stdout, stderr);
+                : sub.equals("bench") ? new BenchCommand(stdout, stderr)
+                : sub.equals("cache") ? new CacheCommand(stdout) : new Main(stdout, stderr);
         if (!(command instanceof Main)) args = java.util.Arrays.copyOfRange(args, 1, args.length);
         CommandLine cl = new CommandLine(command);
         cl.setCaseInsensitiveEnumValuesAllowed(true);
@@ -132,34 +139,23 @@ public final class Main implements Callable<Integer> {
         if (chunkElements < 1024) throw MergeException.user("--chunk-elements must be at least 1024");
 
         if (mmap) System.setProperty(org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY, "true");
-        // The actor system takes a noticeable part of a second to start: start it while the config is read and planned.
-        java.util.concurrent.CompletableFuture<MergeEngine> engineStart = dryRun ? null
-                : java.util.concurrent.CompletableFuture.supplyAsync(MergeEngine::new);
-        try {
-            return plannedRun(engineStart, shard, budget);
-        } finally {
-            if (engineStart != null) engineStart.thenAccept(MergeEngine::close).join();
-        }
-    }
-
-    private int plannedRun(java.util.concurrent.CompletableFuture<MergeEngine> engineStart, long shard, long budget) {
+        HubSettings hub = HubSettings.fromEnvironment(System.getenv(), cacheDir, offline);
         MergeConfig cfg = ConfigParser.parseFile(config);
         Planner.checkConfig(cfg);
         Path outDir = out != null ? out : Path.of("merged", stem(config));
         if (!dryRun) OutputFolder.check(outDir);
-
-        Path cwd = Path.of("").toAbsolutePath();
-        Path cfgDir = config.toAbsolutePath().getParent();
-        try (LocalModelResolver resolver = new LocalModelResolver(List.of(cwd, cfgDir))) {
-            MergePlan plan = Planner.plan(cfg, resolver, new PlanOptions(seed, shard, allowCrimes));
+        List<Path> search = List.of(Path.of("").toAbsolutePath(), config.toAbsolutePath().getParent());
+        int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
+        if (multigpu && workers == null) {
+            stderr.println("note: no GPU backend in this build; --multigpu runs one worker per CPU lane (" + lanes + ")");
+        }
+        MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null);
+        PlanOptions planOpts = new PlanOptions(seed, shard, allowCrimes);
+        try (MergeService service = new MergeService(hub)) {
+            MergePlan plan = service.check(cfg, search, planOpts);
             for (String w : plan.warnings()) {
                 if (verbose.length > 0 || !w.startsWith("base model")) stderr.println("warning: " + w);
             }
-            int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
-            if (multigpu && workers == null) {
-                stderr.println("note: no GPU backend in this build; --multigpu runs one worker per CPU lane (" + lanes + ")");
-            }
-            MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null);
             if (dryRun) {
                 printPlan(plan, opts, outDir);
                 return 0;
@@ -168,7 +164,13 @@ public final class Main implements Callable<Integer> {
             if (!quiet) opts = opts.withProgress(new ProgressPrinter(stderr, terminal));
             long t0 = System.nanoTime();
             Progress p;
-            p = engineStart.join().run(plan, outDir, opts);
+            try {
+                p = service.merge(cfg, search, outDir, planOpts, opts).join();
+            } catch (java.util.concurrent.CompletionException e) {
+                Throwable c = e.getCause();
+                if (c instanceof RuntimeException re) throw re;
+                throw e;
+            }
             double secs = (System.nanoTime() - t0) / 1e9;
             if (!quiet) {
                 stderr.println(String.format(Locale.ROOT, "merged %d tensors (%s read, %s written) in %.2fs into %s",

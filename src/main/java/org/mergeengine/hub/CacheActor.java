@@ -49,6 +49,8 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
     private final Executor io;
     private final Map<String, Object> ready = new HashMap<>();
     private final Map<String, List<ActorRef<StatusReply<Object>>>> inFlight = new HashMap<>();
+    /** HEAD answers, shared by the header, metadata and download work of one file (immutable values). */
+    private final Map<String, HubClient.FileMeta> heads = new java.util.concurrent.ConcurrentHashMap<>();
 
     public static Behavior<Command> create(HubClient client, Executor io) {
         return Behaviors.setup(ctx -> new CacheActor(ctx, client, io));
@@ -179,11 +181,19 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
             return new HubClient.FileMeta(repo, file, commit, "cached", Files.size(p), p.toUri());
         }
         if (client.settings().offline()) throw offlineMiss(repo, commit, file);
-        HubClient.FileMeta m = client.head(repo, commit, file);
+        return head(repo, commit, file);
+    }
+
+    private HubClient.FileMeta head(String repo, String commit, String file) throws IOException {
+        String key = repo + "@" + commit + "/" + file;
+        HubClient.FileMeta m = heads.get(key);
+        if (m != null) return m;
+        m = client.head(repo, commit, file);
         if (m == null) {
             cache.markMissing(repo, commit, file);
             throw new HubException(repo + " has no file " + file + " at commit " + commit);
         }
+        heads.put(key, m);
         return m;
     }
 
@@ -194,11 +204,7 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
     private Path fetch(String repo, String commit, String file) throws IOException {
         if (cache.cached(repo, commit, file)) return cache.file(repo, commit, file);
         if (client.settings().offline()) throw offlineMiss(repo, commit, file);
-        HubClient.FileMeta m = client.head(repo, commit, file);
-        if (m == null) {
-            cache.markMissing(repo, commit, file);
-            throw new HubException(repo + " has no file " + file + " at commit " + commit);
-        }
+        HubClient.FileMeta m = head(repo, commit, file);
         return cache.locked(repo, m.etag(), () -> {
             Path blob = cache.blob(repo, m.etag());
             if (!Files.exists(blob)) {
@@ -243,8 +249,7 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
             }
         }
         if (client.settings().offline()) throw offlineMiss(repo, commit, file);
-        HubClient.FileMeta m = client.head(repo, commit, file);
-        if (m == null) throw new HubException(repo + " has no file " + file + " at commit " + commit);
+        HubClient.FileMeta m = head(repo, commit, file);
         if (m.size() < 8) return new HeaderBytes(new byte[0], m.size());
         byte[] first = client.range(m, 0, 7);
         long n = java.nio.ByteBuffer.wrap(first).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();

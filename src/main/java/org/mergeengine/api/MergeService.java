@@ -1,0 +1,91 @@
+package org.mergeengine.api;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Props;
+import org.mergeengine.config.MergeConfig;
+import org.mergeengine.engine.MergeEngine;
+import org.mergeengine.engine.MergeOptions;
+import org.mergeengine.engine.Progress;
+import org.mergeengine.hub.CacheActor;
+import org.mergeengine.hub.HubClient;
+import org.mergeengine.hub.HubModelResolver;
+import org.mergeengine.hub.HubSettings;
+import org.mergeengine.plan.LocalModelResolver;
+import org.mergeengine.plan.MergePlan;
+import org.mergeengine.plan.PlanOptions;
+import org.mergeengine.plan.Planner;
+
+/**
+ * Runs merges in one process: one actor system, one cache actor for every hub download, any
+ * number of merges at once. A merge is planned twice: first from headers alone (config files,
+ * indexes and safetensors headers fetched by Range requests), so every config or input mistake is
+ * reported before a weight is downloaded; then with the weights in the cache.
+ */
+public final class MergeService implements AutoCloseable {
+    private final MergeEngine engine;
+    private final HubSettings hub;
+    private final ActorRef<CacheActor.Command> cache;
+    private final ExecutorService hubIo;
+    private static final AtomicInteger CACHES = new AtomicInteger();
+
+    public MergeService(HubSettings hub) {
+        this(new MergeEngine(), hub);
+    }
+
+    public MergeService(MergeEngine engine, HubSettings hub) {
+        this.engine = engine;
+        this.hub = hub;
+        AtomicInteger n = new AtomicInteger();
+        this.hubIo = Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "hub-io-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+        this.cache = engine.system().systemActorOf(CacheActor.create(new HubClient(hub), hubIo), "hub-cache-" + CACHES.incrementAndGet(), Props.empty());
+    }
+
+    public HubSettings hub() { return hub; }
+    public MergeEngine engine() { return engine; }
+    public ActorRef<CacheActor.Command> cache() { return cache; }
+
+    /** A resolver for one merge: local folders, else hub repositories through the shared cache actor. */
+    public HubModelResolver resolver(List<Path> searchDirs, HubModelResolver.Mode mode) {
+        return new HubModelResolver(new LocalModelResolver(searchDirs), cache, engine.system(), hub.cacheDir(), mode);
+    }
+
+    /** The plan from headers alone: downloads config, index, tokenizer and adapter files, no weights. */
+    public MergePlan check(MergeConfig cfg, List<Path> searchDirs, PlanOptions opts) {
+        try (HubModelResolver r = resolver(searchDirs, HubModelResolver.Mode.HEADERS)) {
+            return Planner.plan(cfg, r, opts);
+        }
+    }
+
+    /** Checks the whole merge first, then downloads what is missing and merges into {@code out}. */
+    public CompletableFuture<Progress> merge(MergeConfig cfg, List<Path> searchDirs, Path out, PlanOptions planOpts, MergeOptions opts) {
+        return CompletableFuture.supplyAsync(() -> {
+            check(cfg, searchDirs, planOpts);
+            return resolver(searchDirs, HubModelResolver.Mode.FULL);
+        }, hubIo).thenCompose(r -> {
+            MergePlan plan;
+            try {
+                plan = Planner.plan(cfg, r, planOpts);
+            } catch (RuntimeException e) {
+                r.close();
+                throw e;
+            }
+            return engine.runAsync(plan, out, opts).whenComplete((p, e) -> r.close());
+        });
+    }
+
+    @Override
+    public void close() {
+        engine.close();
+        hubIo.shutdownNow();
+    }
+}
