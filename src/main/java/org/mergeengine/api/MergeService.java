@@ -59,6 +59,18 @@ public final class MergeService implements AutoCloseable {
         return new HubModelResolver(new LocalModelResolver(searchDirs), cache, engine.system(), hub.cacheDir(), mode);
     }
 
+    /** The commit a hub reference's revision points to (from the cache when known there). */
+    public String commitOf(String repo, String revision) {
+        java.util.concurrent.CompletionStage<org.mergeengine.hub.HubClient.RepoInfo> f = org.apache.pekko.actor.typed.javadsl.AskPattern.askWithStatus(
+                cache, r -> new CacheActor.Resolve(repo, revision, r), java.time.Duration.ofMinutes(10), engine.system().scheduler());
+        try {
+            return f.toCompletableFuture().join().commit();
+        } catch (java.util.concurrent.CompletionException e) {
+            Throwable c = e.getCause();
+            throw c instanceof RuntimeException re ? re : new org.mergeengine.hub.HubException(String.valueOf(c.getMessage()));
+        }
+    }
+
     /** The plan from headers alone: downloads config, index, tokenizer and adapter files, no weights. */
     public MergePlan check(MergeConfig cfg, List<Path> searchDirs, PlanOptions opts) {
         try (HubModelResolver r = resolver(searchDirs, HubModelResolver.Mode.HEADERS)) {

@@ -100,7 +100,8 @@ public final class Main implements Callable<Integer> {
         String sub = args.length > 0 ? args[0] : "";
         Object command = sub.equals("extract-lora") ? new ExtractLoraCommand(stderr)
                 : sub.equals("bench") ? new BenchCommand(stdout, stderr)
-                : sub.equals("cache") ? new CacheCommand(stdout) : new Main(stdout, stderr);
+                : sub.equals("cache") ? new CacheCommand(stdout)
+                : sub.equals("multi") ? new MultiCommand(stderr) : new Main(stdout, stderr);
         if (!(command instanceof Main)) args = java.util.Arrays.copyOfRange(args, 1, args.length);
         CommandLine cl = new CommandLine(command);
         cl.setCaseInsensitiveEnumValuesAllowed(true);

@@ -25,6 +25,7 @@ public final class MergeEngine implements AutoCloseable {
     private final boolean ownsSystem;
     private final ExecutorService io;
     private final AtomicInteger merges = new AtomicInteger();
+    private volatile SharedBudget budget;
 
     public MergeEngine() {
         this(ActorSystem.create(Behaviors.empty(), "merge-engine", loadConfig()), true);
@@ -86,7 +87,7 @@ public final class MergeEngine implements AutoCloseable {
         }
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
         MergeSupervisor.Job job = new MergeSupervisor.Job(plan.tensors(), writer, Math.max(1, opts.workers()),
-                opts.maxMemoryBytes(), opts.chunkElements(), opts.maxMemoryBytes() / (2L * Math.max(1, opts.workers())), io,
+                budget(opts.maxMemoryBytes()), opts.chunkElements(), opts.maxMemoryBytes() / (2L * Math.max(1, opts.workers())), io,
                 new BufferPool(Math.min(256L << 20, opts.maxMemoryBytes() / 4)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
                 org.apache.pekko.actor.typed.Props.empty());
@@ -105,6 +106,12 @@ public final class MergeEngine implements AutoCloseable {
                 throw MergeException.user("finishing the output in " + out + " failed: " + e.getMessage());
             }
         }, io);
+    }
+
+    /** One budget for every merge of this engine (the first merge's --max-memory sets it). */
+    private synchronized SharedBudget budget(long bytes) {
+        if (budget == null) budget = new SharedBudget(bytes);
+        return budget;
     }
 
     @Override

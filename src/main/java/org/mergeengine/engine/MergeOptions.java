@@ -10,9 +10,19 @@ import java.util.function.Consumer;
  * @param copyTokenizer copy the donor's tokenizer files into the output
  * @param writeModelCard write README.md and mergekit_config.yml
  * @param progress called after each tensor (on an actor thread; keep it quick), or null
+ * @param stageHash recorded in the completion marker (multi-stage merges), or null
  */
 public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer,
-                           boolean writeModelCard, Consumer<Progress> progress) {
+                           boolean writeModelCard, Consumer<Progress> progress, String stageHash) {
+    public MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer, boolean writeModelCard, Consumer<Progress> progress) {
+        this(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, null);
+    }
+
+    /** A multi-merge stage's identity, recorded in the completion marker. */
+    public MergeOptions withStageHash(String h) {
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, h);
+    }
+
     public static final int DEFAULT_CHUNK = 1 << 20;
 
     public static long defaultBudget() {
@@ -24,14 +34,14 @@ public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, 
     }
 
     public MergeOptions withWorkers(int n) {
-        return new MergeOptions(n, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress);
+        return new MergeOptions(n, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash);
     }
 
     public MergeOptions withChunkElements(int n) {
-        return new MergeOptions(workers, maxMemoryBytes, n, copyTokenizer, writeModelCard, progress);
+        return new MergeOptions(workers, maxMemoryBytes, n, copyTokenizer, writeModelCard, progress, stageHash);
     }
 
     public MergeOptions withProgress(Consumer<Progress> p) {
-        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, p);
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, p, stageHash);
     }
 }

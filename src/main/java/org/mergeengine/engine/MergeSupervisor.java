@@ -29,8 +29,11 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
 
     record TaskFailed(int taskId, Throwable error) implements Command {}
 
+    /** Memory came back to the shared budget (another merge finished a task). */
+    enum Wake implements Command { INSTANCE }
+
     /** Everything the supervisor needs for one merge. */
-    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, int workers, long budgetBytes, int chunkElements, long retainBytes,
+    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, int workers, SharedBudget budget, int chunkElements, long retainBytes,
                Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
@@ -44,6 +47,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private int done;
     private long inputDone;
     private boolean failed;
+    private final Runnable wake;
 
     static Behavior<Command> create(Job job) {
         return Behaviors.setup(ctx -> new MergeSupervisor(ctx, job));
@@ -60,6 +64,9 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
             total += job.tensors().get(i).inputBytes();
         }
         this.inputTotal = total;
+        ActorRef<Command> self = ctx.getSelf();
+        this.wake = () -> self.tell(Wake.INSTANCE);
+        job.budget().onRelease(wake);
         if (queue.isEmpty()) {
             job.result().complete(snapshot());
         }
@@ -76,15 +83,21 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                     dispatch();
                     return this;
                 })
+                .onMessage(Wake.class, w -> {
+                    dispatch();
+                    return this;
+                })
                 .onMessage(TaskDone.class, d -> {
                     running--;
                     inFlightBytes -= estimate[d.taskId()];
+                    job.budget().give(estimate[d.taskId()]);
                     done++;
                     inputDone += job.tensors().get(d.taskId()).inputBytes();
                     Progress p = snapshot();
                     if (job.progress() != null) job.progress().accept(p);
                     idle.add(d.worker());
                     if (done == estimate.length) {
+                        job.budget().remove(wake);
                         job.result().complete(p);
                         return Behaviors.stopped();
                     }
@@ -93,6 +106,8 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                 })
                 .onMessage(TaskFailed.class, f -> {
                     failed = true;
+                    job.budget().remove(wake);
+                    job.budget().give(inFlightBytes);
                     job.result().completeExceptionally(f.error());
                     return Behaviors.stopped();
                 })
@@ -102,7 +117,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private void dispatch() {
         while (!failed && !idle.isEmpty() && !queue.isEmpty()) {
             int next = queue.peek();
-            if (running > 0 && inFlightBytes + estimate[next] > job.budgetBytes()) return;
+            if (!job.budget().tryTake(estimate[next], running == 0)) return;
             queue.poll();
             running++;
             inFlightBytes += estimate[next];

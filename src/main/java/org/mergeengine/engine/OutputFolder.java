@@ -72,6 +72,7 @@ public final class OutputFolder {
         ObjectNode marker = Json.MAPPER.createObjectNode();
         marker.put("tool", "merge-engine");
         marker.put("config_sha256", sha256(configText == null ? "" : configText));
+        if (opts.stageHash() != null) marker.put("stage_hash", opts.stageHash());
         marker.put("tensors", plan.tensors().size());
         marker.put("total_size", plan.layout().totalSize());
         marker.put("completed", Instant.now().toString());
@@ -110,7 +111,7 @@ public final class OutputFolder {
         }
     }
 
-    static String sha256(String s) {
+    public static String sha256(String s) {
         try {
             return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8)));
         } catch (java.security.NoSuchAlgorithmException e) {

@@ -289,4 +289,28 @@ class HubTest {
         assertFalse(Files.exists(orphan));
         assertTrue(Files.exists(blob), "referenced blobs stay");
     }
+
+    @Test
+    void aMultiStageMergeFetchesEachFileOnceAndNothingWhenRunAgain() throws Exception {
+        String text = org.mergeengine.multi.MultiTestSupport.dag("org/");
+        Path cache = tmp.resolve("c");
+        java.util.function.Supplier<List<org.mergeengine.multi.MultiRunner.StageResult>> run = () -> {
+            try (MergeService svc = new MergeService(settings(cache, null, false))) {
+                org.mergeengine.multi.MultiConfig mc = org.mergeengine.multi.MultiConfig.parse(text, tmp.resolve("stages"), tmp.resolve("final"));
+                return new org.mergeengine.multi.MultiRunner(svc, mc, List.of(tmp), PlanOptions.defaults(), opts(), false, l -> { }).run().join();
+            }
+        };
+        run.get();
+        for (String repo : REPOS) {
+            assertEquals(1, hub.count("API " + repo));
+            for (String f : hub.repos.get(repo).files().keySet()) {
+                assertEquals(1, hub.downloads(repo, f), repo + "/" + f + ": " + hub.keys());
+                assertTrue(hub.count("HEAD " + repo + "/" + f) <= 1);
+            }
+        }
+        int before = hub.total();
+        List<org.mergeengine.multi.MultiRunner.StageResult> again = run.get();
+        assertEquals(before, hub.total(), "the rerun makes no request: " + hub.keys());
+        assertTrue(again.stream().allMatch(r -> r.state() == org.mergeengine.multi.MultiRunner.State.SKIPPED), again.toString());
+    }
 }
