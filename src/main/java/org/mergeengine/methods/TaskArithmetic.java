@@ -113,6 +113,10 @@ public final class TaskArithmetic implements MergeMethod {
         final long rowLen;
         float[][] delta;
         int[] mask, aux;
+        /** Random masks drawn in the rescale pass, kept as bits per chunk so the compute pass does not draw them again. */
+        final java.util.Map<Long, long[][]> drawn = new java.util.concurrent.ConcurrentHashMap<>();
+        final long drawnLimit = 64L << 20;
+        long drawnBits;
         float[] sum, div;
         int[] signs;
 
@@ -216,11 +220,19 @@ public final class TaskArithmetic implements MergeMethod {
                     }
                 } else if (sp[k] != Sparsifier.NONE) {
                     mask(k, c, d);
+                    remember(k, c);
                     double all = 0, kept = 0;
-                    for (int j = 0; j < c.length; j++) {
-                        double a = Math.abs(d[j]);
-                        all += a;
-                        if (mask[j] != 0) kept += a;
+                    // Branch-free float sums over short blocks (accurate there), folded into doubles.
+                    for (int j0 = 0; j0 < c.length; j0 += 1024) {
+                        int j1 = Math.min(c.length, j0 + 1024);
+                        float ba = 0, bk = 0;
+                        for (int j = j0; j < j1; j++) {
+                            float a = Math.abs(d[j]);
+                            ba += a;
+                            bk += a * (float) (-mask[j]);
+                        }
+                        all += ba;
+                        kept += bk;
                     }
                     l1All[k] += all;
                     l1Kept[k] += kept;
@@ -242,9 +254,32 @@ public final class TaskArithmetic implements MergeMethod {
             }
         }
 
+        private boolean random(int k) {
+            return sp[k] == Sparsifier.RANDOM || sp[k] == Sparsifier.DELLA;
+        }
+
+        private void remember(int k, Chunk c) {
+            if (!random(k) || drawnBits + c.length > drawnLimit * 8) return;
+            long[][] bits = drawn.computeIfAbsent(c.start, s -> new long[o.length][]);
+            long[] b = new long[(c.length + 63) >>> 6];
+            for (int j = 0; j < c.length; j++) b[j >>> 6] |= ((long) -mask[j] & 1L) << j;
+            bits[k] = b;
+            drawnBits += c.length;
+        }
+
+        private boolean recall(int k, Chunk c) {
+            long[][] bits = drawn.get(c.start);
+            if (bits == null || bits[k] == null) return false;
+            long[] b = bits[k];
+            for (int j = 0; j < c.length; j++) mask[j] = (int) -((b[j >>> 6] >>> j) & 1L);
+            bits[k] = null;
+            return true;
+        }
+
         /** Fills mask[0..len) with model k's keep decisions for this chunk (-1 keep, 0 drop), in index order. */
         private void mask(int k, Chunk c, float[] d) {
             int len = c.length;
+            if (random(k) && recall(k, c)) return;
             switch (sp[k]) {
                 case NONE:
                     java.util.Arrays.fill(mask, 0, len, -1);
