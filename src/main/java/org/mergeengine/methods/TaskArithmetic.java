@@ -106,6 +106,7 @@ public final class TaskArithmetic implements MergeMethod {
         final long[] streams;
         final double[] eps;
         final double[] l1All, l1Kept;
+        final float[] blockAll, blockKept;
         final float[] scale;
         final boolean normalize, rescale;
         final float lambda;
@@ -135,6 +136,8 @@ public final class TaskArithmetic implements MergeMethod {
             streams = new long[n];
             l1All = new double[n];
             l1Kept = new double[n];
+            blockAll = new float[n];
+            blockKept = new float[n];
             scale = new float[n];
             normalize = ctx.flag("normalize");
             rescale = ctx.flag("rescale");
@@ -221,21 +224,27 @@ public final class TaskArithmetic implements MergeMethod {
                 } else if (sp[k] != Sparsifier.NONE) {
                     mask(k, c, d);
                     remember(k, c);
-                    double all = 0, kept = 0;
-                    // Branch-free float sums over short blocks (accurate there), folded into doubles.
-                    for (int j0 = 0; j0 < c.length; j0 += 1024) {
-                        int j1 = Math.min(c.length, j0 + 1024);
-                        float ba = 0, bk = 0;
-                        for (int j = j0; j < j1; j++) {
+                    // Branch-free float sums over blocks of 1024 elements at fixed absolute positions (so the
+                    // result does not depend on how the tensor is chunked), folded into doubles.
+                    int j = 0;
+                    while (j < c.length) {
+                        long g = c.start + j;
+                        int end = (int) Math.min(c.length, j + (1024 - (g & 1023)));
+                        float ba = blockAll[k], bk = blockKept[k];
+                        for (; j < end; j++) {
                             float a = Math.abs(d[j]);
                             ba += a;
                             bk += a * (float) (-mask[j]);
                         }
-                        all += ba;
-                        kept += bk;
+                        if (((c.start + end) & 1023) == 0) {
+                            l1All[k] += ba;
+                            l1Kept[k] += bk;
+                            ba = 0;
+                            bk = 0;
+                        }
+                        blockAll[k] = ba;
+                        blockKept[k] = bk;
                     }
-                    l1All[k] += all;
-                    l1Kept[k] += kept;
                 }
             }
         }
@@ -248,8 +257,10 @@ public final class TaskArithmetic implements MergeMethod {
                         if (s == null) continue;
                         if (pass == 0) s.endHigh(); else s.endLow();
                     }
-                } else if (sp[k] != Sparsifier.NONE && l1All[k] >= 1e-7 && l1Kept[k] >= 1e-7) {
-                    scale[k] = (float) (l1All[k] / l1Kept[k]);
+                } else if (sp[k] != Sparsifier.NONE) {
+                    l1All[k] += blockAll[k]; // the last, partial block
+                    l1Kept[k] += blockKept[k];
+                    if (l1All[k] >= 1e-7 && l1Kept[k] >= 1e-7) scale[k] = (float) (l1All[k] / l1Kept[k]);
                 }
             }
         }
