@@ -86,8 +86,8 @@ public final class MergeEngine implements AutoCloseable {
             throw MergeException.user("cannot create output shards in " + tmp + ": " + e.getMessage());
         }
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
-        MergeSupervisor.Job job = new MergeSupervisor.Job(plan.tensors(), writer, Math.max(1, opts.workers()),
-                budget(opts.maxMemoryBytes()), opts.chunkElements(), opts.maxMemoryBytes() / (2L * Math.max(1, opts.workers())), io,
+        MergeSupervisor.Job job = new MergeSupervisor.Job(plan.tensors(), writer, opts.lanes(),
+                budget(opts.maxMemoryBytes()), opts.chunkElements(), opts.maxMemoryBytes() / (2L * opts.lanes().size()), io,
                 new BufferPool(Math.min(256L << 20, opts.maxMemoryBytes() / 4)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
                 org.apache.pekko.actor.typed.Props.empty());

@@ -11,16 +11,34 @@ import java.util.function.Consumer;
  * @param writeModelCard write README.md and mergekit_config.yml
  * @param progress called after each tensor (on an actor thread; keep it quick), or null
  * @param stageHash recorded in the completion marker (multi-stage merges), or null
+ * @param devices the worker lanes' devices, or null for {@code workers} CPU lanes
  */
 public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer,
-                           boolean writeModelCard, Consumer<Progress> progress, String stageHash) {
+                           boolean writeModelCard, Consumer<Progress> progress, String stageHash, java.util.List<Device> devices) {
+    public MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer, boolean writeModelCard,
+                        Consumer<Progress> progress, String stageHash) {
+        this(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, null);
+    }
+
+    /** The lanes: the given devices, else {@code workers} CPU lanes. */
+    public java.util.List<Device> lanes() {
+        if (devices != null && !devices.isEmpty()) return devices;
+        java.util.List<Device> l = new java.util.ArrayList<>();
+        for (int i = 0; i < Math.max(1, workers); i++) l.add(Device.cpu(i));
+        return l;
+    }
+
+    public MergeOptions withDevices(java.util.List<Device> d) {
+        return new MergeOptions(d.size(), maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, d);
+    }
+
     public MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer, boolean writeModelCard, Consumer<Progress> progress) {
-        this(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, null);
+        this(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, null, null);
     }
 
     /** A multi-merge stage's identity, recorded in the completion marker. */
     public MergeOptions withStageHash(String h) {
-        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, h);
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, h, devices);
     }
 
     public static final int DEFAULT_CHUNK = 1 << 20;
@@ -34,14 +52,14 @@ public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, 
     }
 
     public MergeOptions withWorkers(int n) {
-        return new MergeOptions(n, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash);
+        return new MergeOptions(n, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, devices);
     }
 
     public MergeOptions withChunkElements(int n) {
-        return new MergeOptions(workers, maxMemoryBytes, n, copyTokenizer, writeModelCard, progress, stageHash);
+        return new MergeOptions(workers, maxMemoryBytes, n, copyTokenizer, writeModelCard, progress, stageHash, devices);
     }
 
     public MergeOptions withProgress(Consumer<Progress> p) {
-        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, p, stageHash);
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, p, stageHash, devices);
     }
 }

@@ -25,7 +25,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
 
     record RequestWork(ActorRef<Worker.Command> worker) implements Command {}
 
-    record TaskDone(int taskId, ActorRef<Worker.Command> worker) implements Command {}
+    record TaskDone(int taskId, ActorRef<Worker.Command> worker, String lane) implements Command {}
 
     record TaskFailed(int taskId, Throwable error) implements Command {}
 
@@ -33,7 +33,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     enum Wake implements Command { INSTANCE }
 
     /** Everything the supervisor needs for one merge. */
-    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, int workers, SharedBudget budget, int chunkElements, long retainBytes,
+    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, List<Device> devices, SharedBudget budget, int chunkElements, long retainBytes,
                Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
@@ -46,6 +46,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private int running;
     private int done;
     private long inputDone;
+    private final java.util.Map<String, Integer> byLane = new java.util.TreeMap<>();
     private boolean failed;
     private final Runnable wake;
 
@@ -70,8 +71,9 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
         if (queue.isEmpty()) {
             job.result().complete(snapshot());
         }
-        for (int w = 0; w < job.workers(); w++) {
-            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + w);
+        int w = 0;
+        for (Device d : job.devices()) {
+            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), d, job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + (w++));
         }
     }
 
@@ -92,6 +94,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                     inFlightBytes -= estimate[d.taskId()];
                     job.budget().give(estimate[d.taskId()]);
                     done++;
+                    byLane.merge(d.lane(), 1, Integer::sum);
                     inputDone += job.tensors().get(d.taskId()).inputBytes();
                     Progress p = snapshot();
                     if (job.progress() != null) job.progress().accept(p);
@@ -129,6 +132,6 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     }
 
     private Progress snapshot() {
-        return new Progress(done, estimate.length, inputDone, inputTotal, System.nanoTime() - started);
+        return new Progress(done, estimate.length, inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane));
     }
 }

@@ -27,7 +27,7 @@ final class Worker {
 
     private Worker() {}
 
-    static Behavior<Command> create(ActorRef<MergeSupervisor.Command> supervisor, SafetensorsWriter writer,
+    static Behavior<Command> create(ActorRef<MergeSupervisor.Command> supervisor, SafetensorsWriter writer, Device device,
                                     int chunkElements, long retainBytes, Executor io, BufferPool pool) {
         return Behaviors.setup(ctx -> {
             Materializer mat = Materializer.createMaterializer(ctx);
@@ -35,11 +35,18 @@ final class Worker {
             return Behaviors.receive(Command.class)
                     .onMessage(Assign.class, a -> {
                         CompletionStage<Done> done;
+                        long t0 = System.nanoTime();
                         try {
                             done = new TensorJob(a.tensor(), writer, chunkElements, retainBytes, io, pool).run(mat);
                         } catch (RuntimeException e) {
                             done = java.util.concurrent.CompletableFuture.failedFuture(e);
                         }
+                        done = done.thenCompose(d -> {
+                            java.time.Duration extra = device.extraAfter(System.nanoTime() - t0);
+                            if (extra.isZero()) return java.util.concurrent.CompletableFuture.completedFuture(d);
+                            return java.util.concurrent.CompletableFuture.supplyAsync(() -> d,
+                                    java.util.concurrent.CompletableFuture.delayedExecutor(extra.toNanos(), java.util.concurrent.TimeUnit.NANOSECONDS));
+                        });
                         ctx.pipeToSelf(done, (ok, err) -> new Finished(a.taskId(), err));
                         return Behaviors.same();
                     })
@@ -47,7 +54,7 @@ final class Worker {
                         if (f.error() != null) {
                             supervisor.tell(new MergeSupervisor.TaskFailed(f.taskId(), unwrap(f.error())));
                         } else {
-                            supervisor.tell(new MergeSupervisor.TaskDone(f.taskId(), ctx.getSelf()));
+                            supervisor.tell(new MergeSupervisor.TaskDone(f.taskId(), ctx.getSelf(), device.name()));
                         }
                         return Behaviors.same();
                     })

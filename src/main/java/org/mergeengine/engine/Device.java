@@ -1,0 +1,36 @@
+package org.mergeengine.engine;
+
+import java.time.Duration;
+
+/**
+ * What a worker lane runs on. Every lane pulls tasks at its own pace, so a faster device simply
+ * takes more of them. The Java kernels run on CPU lanes; {@link #simulated} lanes add a delay per
+ * task, to test the scheduling with devices of unequal speed.
+ */
+public interface Device {
+    String name();
+
+    /** Time the device adds after a task that took {@code nanos} of work (none for real devices). */
+    default Duration extraAfter(long nanos) {
+        return Duration.ZERO;
+    }
+
+    static Device cpu(int lane) {
+        return () -> "cpu-" + lane;
+    }
+
+    /** A device that takes {@code perTask} longer for every task (a slower accelerator, in tests). */
+    static Device simulated(String name, Duration perTask) {
+        return new Device() {
+            @Override
+            public String name() {
+                return name;
+            }
+
+            @Override
+            public Duration extraAfter(long nanos) {
+                return perTask;
+            }
+        };
+    }
+}

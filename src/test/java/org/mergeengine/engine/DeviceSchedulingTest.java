@@ -1,0 +1,51 @@
+package org.mergeengine.engine;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.mergeengine.config.ConfigParser;
+import org.mergeengine.formats.DType;
+import org.mergeengine.plan.LocalModelResolver;
+import org.mergeengine.plan.MergePlan;
+import org.mergeengine.plan.PlanOptions;
+import org.mergeengine.plan.Planner;
+import org.mergeengine.tools.SyntheticModel;
+
+/** Work pulling with devices of unequal speed: each takes work at its own pace, and the result does not change. */
+class DeviceSchedulingTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void aFasterDeviceTakesMoreTasksAndTheTotalIsNearTheIdealSplit() throws Exception {
+        SyntheticModel.Spec spec = new SyntheticModel.Spec(32, 64, 12, 96, 4, 2, false);
+        SyntheticModel.write(dir.resolve("a"), spec, DType.BF16, 1, 1, 0, 0);
+        SyntheticModel.write(dir.resolve("b"), spec, DType.BF16, 1, 2, 0.3, 0);
+        var cfg = ConfigParser.parse("merge_method: linear\nmodels:\n  - {model: a, parameters: {weight: 1}}\n  - {model: b, parameters: {weight: 2}}\n");
+        try (LocalModelResolver r = new LocalModelResolver(List.of(dir)); MergeEngine engine = new MergeEngine()) {
+            MergePlan plan = Planner.plan(cfg, r, PlanOptions.defaults());
+            int n = plan.tensors().size();
+            engine.run(plan, dir.resolve("one"), MergeOptions.defaults().withWorkers(1));
+
+            long fast = 40, slow = 120;
+            MergeOptions two = MergeOptions.defaults().withDevices(List.of(
+                    Device.simulated("fast", Duration.ofMillis(fast)), Device.simulated("slow", Duration.ofMillis(slow))));
+            long t0 = System.nanoTime();
+            Progress p = engine.run(plan, dir.resolve("two"), two);
+            double secs = (System.nanoTime() - t0) / 1e9;
+            double ideal = n / (1.0 / fast + 1.0 / slow) / 1000.0;
+            assertTrue(Math.abs(secs - ideal) <= 0.10 * ideal, "took " + secs + "s, the ideal split takes " + ideal + "s");
+            int f = p.tasksByLane().get("fast"), s = p.tasksByLane().get("slow");
+            assertEquals(n, f + s);
+            assertTrue(f >= 2.4 * s, "the 3x faster device took " + f + " tasks, the slower " + s);
+            assertArrayEquals(Files.readAllBytes(dir.resolve("one/model.safetensors")), Files.readAllBytes(dir.resolve("two/model.safetensors")));
+        }
+    }
+}
