@@ -37,6 +37,9 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
+    /** Tasks: a tensor, or a part of one, as {tensor index, from, to}. */
+    private final List<long[]> tasks = new java.util.ArrayList<>();
+    private final int[] partsLeft;
     private final long[] estimate;
     private final Deque<Integer> queue = new ArrayDeque<>();
     private final Deque<ActorRef<Worker.Command>> idle = new ArrayDeque<>();
@@ -45,6 +48,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private long inFlightBytes;
     private int running;
     private int done;
+    private int tensorsLeft;
     private long inputDone;
     private final java.util.Map<String, Integer> byLane = new java.util.TreeMap<>();
     private boolean failed;
@@ -57,13 +61,22 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private MergeSupervisor(ActorContext<Command> ctx, Job job) {
         super(ctx);
         this.job = job;
-        this.estimate = new long[job.tensors().size()];
+        this.partsLeft = new int[job.tensors().size()];
         long total = 0;
-        for (int i = 0; i < estimate.length; i++) {
-            estimate[i] = TensorJob.memoryEstimate(job.tensors().get(i), job.chunkElements(), job.retainBytes());
-            queue.add(i);
-            total += job.tensors().get(i).inputBytes();
+        java.util.List<Long> est = new java.util.ArrayList<>();
+        for (int i = 0; i < job.tensors().size(); i++) {
+            PlannedTensor t = job.tensors().get(i);
+            long e = TensorJob.memoryEstimate(t, job.chunkElements(), job.retainBytes());
+            List<long[]> parts = TensorJob.parts(t, job.chunkElements(), job.devices().size());
+            partsLeft[i] = parts.size();
+            for (long[] p : parts) {
+                queue.add(tasks.size());
+                tasks.add(new long[] {i, p[0], p[1]});
+                est.add(e);
+            }
+            total += t.inputBytes();
         }
+        this.estimate = est.stream().mapToLong(Long::longValue).toArray();
         this.inputTotal = total;
         ActorRef<Command> self = ctx.getSelf();
         this.wake = () -> self.tell(Wake.INSTANCE);
@@ -71,6 +84,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
         if (queue.isEmpty()) {
             job.result().complete(snapshot());
         }
+        this.tensorsLeft = job.tensors().size();
         int w = 0;
         for (Device d : job.devices()) {
             ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), d, job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + (w++));
@@ -93,13 +107,18 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                     running--;
                     inFlightBytes -= estimate[d.taskId()];
                     job.budget().give(estimate[d.taskId()]);
-                    done++;
+                    long[] task = tasks.get(d.taskId());
+                    PlannedTensor t = job.tensors().get((int) task[0]);
                     byLane.merge(d.lane(), 1, Integer::sum);
-                    inputDone += job.tensors().get(d.taskId()).inputBytes();
+                    inputDone += t.numel() == 0 ? t.inputBytes() : (long) (t.inputBytes() * ((task[2] - task[1]) / (double) t.numel()));
+                    if (--partsLeft[(int) task[0]] == 0) {
+                        done++;
+                        tensorsLeft--;
+                    }
                     Progress p = snapshot();
                     if (job.progress() != null) job.progress().accept(p);
                     idle.add(d.worker());
-                    if (done == estimate.length) {
+                    if (tensorsLeft == 0) {
                         job.budget().remove(wake);
                         job.result().complete(p);
                         return Behaviors.stopped();
@@ -124,7 +143,8 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
             queue.poll();
             running++;
             inFlightBytes += estimate[next];
-            idle.poll().tell(new Worker.Assign(next, job.tensors().get(next)));
+            long[] task = tasks.get(next);
+            idle.poll().tell(new Worker.Assign(next, job.tensors().get((int) task[0]), task[1], task[2]));
         }
         if (queue.isEmpty()) {
             while (!idle.isEmpty()) idle.poll().tell(Worker.NoMoreWork.INSTANCE);
@@ -132,6 +152,6 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     }
 
     private Progress snapshot() {
-        return new Progress(done, estimate.length, inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane));
+        return new Progress(done, job.tensors().size(), inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane));
     }
 }

@@ -37,7 +37,16 @@ final class TensorJob {
 
     private final long retainBytes;
 
+    private final long from, to;
+
     TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
+        this(tensor, 0, tensor.numel(), writer, chunkElements, retainBytes, io, pool);
+    }
+
+    /** A job for elements [from, to) of the tensor (a part of a tensor split across workers). */
+    TensorJob(PlannedTensor tensor, long from, long to, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
+        this.from = from;
+        this.to = to;
         this.retainBytes = retainBytes;
         this.pool = pool;
         this.tensor = tensor;
@@ -53,6 +62,23 @@ final class TensorJob {
         if (retains(t, k, chunkElements, retainBytes)) return t.numel() * 4L * t.inputs().size() + chunk * 4L * (t.inputs().size() + 2) * 2;
         int lanes = 2 * t.inputs().size() + 2; // inputs, method scratch of similar size, output, encoded output
         return chunk * 4L * lanes * (k.wholeTensor() ? 1 : PREFETCH + 1);
+    }
+
+    /**
+     * Parts a tensor is split into so that several workers share it: only elementwise kernels (no
+     * whole-tensor statistics) of large tensors, and only with more than one lane. Part boundaries
+     * fall on chunk boundaries, so the bytes are those of an unsplit run.
+     */
+    static List<long[]> parts(PlannedTensor t, int chunkElements, int lanes) {
+        TensorKernel k = t.method().kernel(t.context());
+        long n = t.numel();
+        long chunk = chunkLength(t, k, chunkElements);
+        if (lanes < 2 || k.reductionPasses() > 0 || k.wholeTensor() || n < 4L * chunk) return List.of(new long[] {0, n});
+        long chunks = (n + chunk - 1) / chunk;
+        long per = Math.max(2, (chunks + 2L * lanes - 1) / (2L * lanes)) * chunk; // about two parts per lane
+        List<long[]> out = new ArrayList<>();
+        for (long s = 0; s < n; s += per) out.add(new long[] {s, Math.min(n, s + per)});
+        return out;
     }
 
     static long chunkLength(PlannedTensor t, TensorKernel k, int chunkElements) {
@@ -72,9 +98,12 @@ final class TensorJob {
                     + tensor.method().name() + " can hold at once (it needs the whole tensor in memory)");
         }
         List<long[]> ranges = new ArrayList<>();
-        for (long s = 0; s < n; s += chunk) ranges.add(new long[] {s, Math.min(chunk, n - s)});
+        for (long s = from; s < to; s += chunk) ranges.add(new long[] {s, Math.min(chunk, to - s)});
         chunkLen = (int) Math.min(chunk, n);
-        if (n == 0) return CompletableFuture.completedFuture(Done.getInstance());
+        if (from != 0 || to != n) {
+            if (kernel.reductionPasses() > 0 || kernel.wholeTensor()) throw new IllegalStateException(tensor.name() + " cannot be split");
+        }
+        if (n == 0 || from >= to) return CompletableFuture.completedFuture(Done.getInstance());
 
         if (kernel.isIdentity() && canCopyBytes()) return copyBytes(mat, ranges);
 

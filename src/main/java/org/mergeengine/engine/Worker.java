@@ -18,7 +18,8 @@ final class Worker {
     interface Command {}
 
     /** A tensor to merge. */
-    record Assign(int taskId, PlannedTensor tensor) implements Command {}
+    /** Elements [from, to) of a tensor to merge. */
+    record Assign(int taskId, PlannedTensor tensor, long from, long to) implements Command {}
 
     /** Nothing is left; the worker stops. */
     enum NoMoreWork implements Command { INSTANCE }
@@ -37,7 +38,7 @@ final class Worker {
                         CompletionStage<Done> done;
                         long t0 = System.nanoTime();
                         try {
-                            done = new TensorJob(a.tensor(), writer, chunkElements, retainBytes, io, pool).run(mat);
+                            done = new TensorJob(a.tensor(), a.from(), a.to(), writer, chunkElements, retainBytes, io, pool).run(mat);
                         } catch (RuntimeException e) {
                             done = java.util.concurrent.CompletableFuture.failedFuture(e);
                         }

@@ -48,4 +48,23 @@ class DeviceSchedulingTest {
             assertArrayEquals(Files.readAllBytes(dir.resolve("one/model.safetensors")), Files.readAllBytes(dir.resolve("two/model.safetensors")));
         }
     }
+
+    @Test
+    void largeTensorsSplitAcrossWorkersGiveTheSameBytes() throws Exception {
+        SyntheticModel.Spec spec = new SyntheticModel.Spec(64, 128, 2, 512, 4, 2, false);
+        SyntheticModel.write(dir.resolve("a"), spec, DType.BF16, 1, 1, 0, 0);
+        SyntheticModel.write(dir.resolve("b"), spec, DType.BF16, 1, 2, 0.3, 0);
+        var cfg = ConfigParser.parse("merge_method: task_arithmetic\nbase_model: a\nmodels:\n  - {model: b, parameters: {weight: 0.7}}\n");
+        try (LocalModelResolver r = new LocalModelResolver(List.of(dir)); MergeEngine engine = new MergeEngine()) {
+            MergePlan plan = Planner.plan(cfg, r, PlanOptions.defaults());
+            engine.run(plan, dir.resolve("whole"), MergeOptions.defaults().withWorkers(1));
+            MergeOptions split = MergeOptions.defaults().withWorkers(4).withChunkElements(1024);
+            assertTrue(TensorJob.parts(plan.tensors().stream().filter(t -> t.name().contains("embed")).findFirst().orElseThrow(), 1024, 4).size() > 1,
+                    "the embedding is split");
+            Progress p = engine.run(plan, dir.resolve("split"), split);
+            assertEquals(plan.tensors().size(), p.tensorsDone());
+            assertTrue(p.tasksByLane().values().stream().mapToInt(Integer::intValue).sum() > plan.tensors().size(), "more tasks than tensors");
+            assertArrayEquals(Files.readAllBytes(dir.resolve("whole/model.safetensors")), Files.readAllBytes(dir.resolve("split/model.safetensors")));
+        }
+    }
 }
