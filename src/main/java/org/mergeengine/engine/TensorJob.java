@@ -123,24 +123,27 @@ final class TensorJob {
                         return x;
                     }));
         }
-        DType out = tensor.outDType();
         return stage.thenCompose(d -> Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
-                .map(c -> {
-                    float[] res = takeFloats();
-                    kernel.compute(c, res);
-                    release(c);
-                    ByteBuffer buf = takeBytes(out);
-                    Convert.encode(out, res, 0, c.length, buf);
-                    give(res);
-                    buf.flip();
-                    return new Encoded(c.start * out.size(), buf);
-                })
+                .map(c -> computeAndEncode(kernel, c))
                 .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
                 .runWith(Sink.ignore(), mat));
     }
 
     private record Encoded(long offset, ByteBuffer bytes) {}
+
+    /** Runs the kernel on a chunk and encodes the result in the output dtype; the chunk's buffers go back to the pool. */
+    private Encoded computeAndEncode(TensorKernel kernel, Chunk c) {
+        DType out = tensor.outDType();
+        float[] res = takeFloats();
+        kernel.compute(c, res);
+        release(c);
+        ByteBuffer buf = takeBytes(out);
+        Convert.encode(out, res, 0, c.length, buf);
+        give(res);
+        buf.flip();
+        return new Encoded(c.start * out.size(), buf);
+    }
 
     /**
      * Whether the decoded tensor is kept in memory across the kernel's passes: reading and decoding
@@ -151,7 +154,6 @@ final class TensorJob {
     }
 
     private CompletionStage<Done> runInMemory(Materializer mat, TensorKernel kernel, List<long[]> ranges) {
-        DType out = tensor.outDType();
         return Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
                 .runWith(Sink.seq(), mat)
@@ -161,16 +163,7 @@ final class TensorJob {
                         kernel.endPass(p);
                     }
                     return Source.from(chunks)
-                            .map(c -> {
-                                float[] res = takeFloats();
-                                kernel.compute(c, res);
-                                release(c);
-                                ByteBuffer buf = takeBytes(out);
-                                Convert.encode(out, res, 0, c.length, buf);
-                                give(res);
-                                buf.flip();
-                                return new Encoded(c.start * out.size(), buf);
-                            })
+                            .map(c -> computeAndEncode(kernel, c))
                             .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
                             .runWith(Sink.ignore(), mat);
                 });

@@ -203,24 +203,18 @@ public final class HubClient {
     }
 
     public static String sha256(Path f) throws IOException {
-        try {
-            MessageDigest md = MessageDigest.getInstance("SHA-256");
-            try (InputStream in = Files.newInputStream(f)) {
-                byte[] buf = new byte[1 << 20];
-                int n;
-                while ((n = in.read(buf)) > 0) md.update(buf, 0, n);
-            }
-            return HexFormat.of().formatHex(md.digest());
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return digest("SHA-256", null, f);
     }
 
     /** git's blob id: sha1 of "blob <size>\0" followed by the content (the etag of non-LFS files). */
     public static String gitSha1(Path f) throws IOException {
+        return digest("SHA-1", ("blob " + Files.size(f) + "\0").getBytes(java.nio.charset.StandardCharsets.US_ASCII), f);
+    }
+
+    private static String digest(String algorithm, byte[] prefix, Path f) throws IOException {
         try {
-            MessageDigest md = MessageDigest.getInstance("SHA-1");
-            md.update(("blob " + Files.size(f) + "\0").getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            MessageDigest md = MessageDigest.getInstance(algorithm);
+            if (prefix != null) md.update(prefix);
             try (InputStream in = Files.newInputStream(f)) {
                 byte[] buf = new byte[1 << 20];
                 int n;
