@@ -173,6 +173,7 @@ public final class Main implements Callable<Integer> {
                 throw e;
             }
             double secs = (System.nanoTime() - t0) / 1e9;
+            if (p.resumedParts() > 0) stderr.println("resumed an interrupted run: " + p.resumedParts() + " finished part(s) were verified and kept");
             if (!quiet) {
                 stderr.println(String.format(Locale.ROOT, "merged %d tensors (%s read, %s written) in %.2fs into %s",
                         p.tensorsTotal(), Sizes.human(plan.inputBytes()), Sizes.human(plan.outputBytes()), secs, outDir));

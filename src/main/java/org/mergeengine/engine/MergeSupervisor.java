@@ -33,7 +33,8 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     enum Wake implements Command { INSTANCE }
 
     /** Everything the supervisor needs for one merge. */
-    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, List<Device> devices, SharedBudget budget, int chunkElements, long retainBytes,
+    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, Journal journal, java.util.Set<String> alreadyDone,
+               List<Device> devices, SharedBudget budget, int chunkElements, long retainBytes,
                Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
@@ -49,6 +50,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private int running;
     private int done;
     private int tensorsLeft;
+    private int resumed;
     private long inputDone;
     private final java.util.Map<String, Integer> byLane = new java.util.TreeMap<>();
     private boolean failed;
@@ -70,6 +72,11 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
             List<long[]> parts = TensorJob.parts(t, job.chunkElements(), job.devices().size());
             partsLeft[i] = parts.size();
             for (long[] p : parts) {
+                if (job.alreadyDone().contains(t.name() + "@" + p[0] + "-" + p[1])) {
+                    resumed++;
+                    if (--partsLeft[i] == 0) done++;
+                    continue;
+                }
                 queue.add(tasks.size());
                 tasks.add(new long[] {i, p[0], p[1]});
                 est.add(e);
@@ -81,13 +88,13 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
         ActorRef<Command> self = ctx.getSelf();
         this.wake = () -> self.tell(Wake.INSTANCE);
         job.budget().onRelease(wake);
+        this.tensorsLeft = job.tensors().size() - done;
         if (queue.isEmpty()) {
             job.result().complete(snapshot());
         }
-        this.tensorsLeft = job.tensors().size();
         int w = 0;
         for (Device d : job.devices()) {
-            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), d, job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + (w++));
+            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.journal(), d, job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + (w++));
         }
     }
 
@@ -97,6 +104,10 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                 .onMessage(RequestWork.class, r -> {
                     idle.add(r.worker());
                     dispatch();
+                    if (tensorsLeft == 0 && running == 0) {
+                        job.budget().remove(wake);
+                        return Behaviors.stopped(); // everything was written by an earlier, interrupted run
+                    }
                     return this;
                 })
                 .onMessage(Wake.class, w -> {
@@ -152,6 +163,6 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     }
 
     private Progress snapshot() {
-        return new Progress(done, job.tensors().size(), inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane));
+        return new Progress(done, job.tensors().size(), inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane), resumed);
     }
 }

@@ -50,10 +50,36 @@ public final class OutputFolder {
         }
     }
 
-    public static Path createTemp(Path out) throws IOException {
+    /**
+     * The temporary folder of a merge: named by the plan's hash, so that a run interrupted by a
+     * crash is found and finished by the next run of the same plan.
+     */
+    public static Path tempFor(Path out, String planHash) throws IOException {
         Path parent = out.toAbsolutePath().getParent();
         Files.createDirectories(parent);
-        return Files.createTempDirectory(parent, "." + out.getFileName() + ".partial-");
+        return parent.resolve("." + out.getFileName() + ".partial-" + planHash.substring(0, 16));
+    }
+
+    /** What decides the output bytes: config, layout, every tensor's inputs (files, sizes, times) and parameters. */
+    public static String planHash(MergePlan plan) {
+        StringBuilder sb = new StringBuilder(plan.config().sourceText() == null ? "" : plan.config().sourceText());
+        for (org.mergeengine.formats.ShardLayout.Shard s : plan.layout().shards()) {
+            sb.append('\n').append(s.fileName()).append(' ').append(java.util.HexFormat.of().formatHex(s.header()));
+        }
+        for (org.mergeengine.plan.PlannedTensor t : plan.tensors()) {
+            sb.append('\n').append(t.name()).append(' ').append(t.context().seed());
+            for (org.mergeengine.plan.PlannedTensor.Input in : t.inputs()) {
+                Path f = in.source().file().path();
+                sb.append(' ').append(f).append(':').append(in.source().info().name());
+                try {
+                    sb.append(':').append(Files.size(f)).append(':').append(Files.getLastModifiedTime(f).toMillis());
+                } catch (IOException e) {
+                    sb.append(":?");
+                }
+                if (in.source().delta() != null) sb.append(":lora:").append(in.source().delta().file().path());
+            }
+        }
+        return sha256(sb.toString());
     }
 
     /** Writes everything besides the shards, then moves the folder into place. */
@@ -69,6 +95,7 @@ public final class OutputFolder {
             if (configText != null) Files.writeString(tmp.resolve("mergekit_config.yml"), configText, StandardCharsets.UTF_8);
             Files.writeString(tmp.resolve("README.md"), modelCard(plan, out), StandardCharsets.UTF_8);
         }
+        Files.deleteIfExists(tmp.resolve(Journal.FILE));
         ObjectNode marker = Json.MAPPER.createObjectNode();
         marker.put("tool", "merge-engine");
         marker.put("config_sha256", sha256(configText == null ? "" : configText));

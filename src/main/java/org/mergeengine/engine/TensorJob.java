@@ -38,6 +38,26 @@ final class TensorJob {
     private final long retainBytes;
 
     private final long from, to;
+    private final java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+    private Journal journal;
+
+    /** Records the finished part in the journal (with the CRC32 of its bytes, in order). */
+    TensorJob journal(Journal j) {
+        this.journal = j;
+        return this;
+    }
+
+    private Encoded checksum(Encoded e) {
+        crc.update(e.bytes().duplicate());
+        return e;
+    }
+
+    private <T> CompletionStage<T> recorded(CompletionStage<T> done) {
+        return done.thenApply(d -> {
+            if (journal != null) journal.finished(tensor.name(), from, to, crc.getValue());
+            return d;
+        });
+    }
 
     TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
         this(tensor, 0, tensor.numel(), writer, chunkElements, retainBytes, io, pool);
@@ -105,9 +125,9 @@ final class TensorJob {
         }
         if (n == 0 || from >= to) return CompletableFuture.completedFuture(Done.getInstance());
 
-        if (kernel.isIdentity() && canCopyBytes()) return copyBytes(mat, ranges);
+        if (kernel.isIdentity() && canCopyBytes()) return recorded(copyBytes(mat, ranges));
 
-        if (kernel.reductionPasses() > 0 && retains(tensor, kernel, chunkElements, retainBytes)) return runInMemory(mat, kernel, ranges);
+        if (kernel.reductionPasses() > 0 && retains(tensor, kernel, chunkElements, retainBytes)) return recorded(runInMemory(mat, kernel, ranges));
 
         CompletionStage<Done> stage = CompletableFuture.completedFuture(Done.getInstance());
         for (int p = 0; p < kernel.reductionPasses(); p++) {
@@ -123,11 +143,11 @@ final class TensorJob {
                         return x;
                     }));
         }
-        return stage.thenCompose(d -> Source.from(ranges)
+        return recorded(stage.thenCompose(d -> Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
-                .map(c -> computeAndEncode(kernel, c))
+                .map(c -> checksum(computeAndEncode(kernel, c)))
                 .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
-                .runWith(Sink.ignore(), mat));
+                .runWith(Sink.ignore(), mat)));
     }
 
     private record Encoded(long offset, ByteBuffer bytes) {}
@@ -163,7 +183,7 @@ final class TensorJob {
                         kernel.endPass(p);
                     }
                     return Source.from(chunks)
-                            .map(c -> computeAndEncode(kernel, c))
+                            .map(c -> checksum(computeAndEncode(kernel, c)))
                             .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
                             .runWith(Sink.ignore(), mat);
                 });
@@ -179,10 +199,9 @@ final class TensorJob {
         PlannedTensor.Input in = tensor.inputs().get(0);
         int es = tensor.outDType().size();
         return Source.from(ranges)
-                .mapAsync(PREFETCH, r -> CompletableFuture.supplyAsync(() -> {
-                    ByteBuffer src = InputReader.readBytes(in, r[0] * es, (int) (r[1] * es));
-                    return write(new Encoded(r[0] * es, src));
-                }, io))
+                .mapAsync(PREFETCH, r -> CompletableFuture.supplyAsync(() -> new Encoded(r[0] * es, InputReader.readBytes(in, r[0] * es, (int) (r[1] * es))), io))
+                .map(this::checksum)
+                .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
                 .runWith(Sink.ignore(), mat);
     }
 

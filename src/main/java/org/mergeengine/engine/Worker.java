@@ -28,7 +28,7 @@ final class Worker {
 
     private Worker() {}
 
-    static Behavior<Command> create(ActorRef<MergeSupervisor.Command> supervisor, SafetensorsWriter writer, Device device,
+    static Behavior<Command> create(ActorRef<MergeSupervisor.Command> supervisor, SafetensorsWriter writer, Journal journal, Device device,
                                     int chunkElements, long retainBytes, Executor io, BufferPool pool) {
         return Behaviors.setup(ctx -> {
             Materializer mat = Materializer.createMaterializer(ctx);
@@ -38,7 +38,7 @@ final class Worker {
                         CompletionStage<Done> done;
                         long t0 = System.nanoTime();
                         try {
-                            done = new TensorJob(a.tensor(), a.from(), a.to(), writer, chunkElements, retainBytes, io, pool).run(mat);
+                            done = new TensorJob(a.tensor(), a.from(), a.to(), writer, chunkElements, retainBytes, io, pool).journal(journal).run(mat);
                         } catch (RuntimeException e) {
                             done = java.util.concurrent.CompletableFuture.failedFuture(e);
                         }

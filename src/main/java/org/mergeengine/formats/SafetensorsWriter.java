@@ -26,6 +26,18 @@ public final class SafetensorsWriter implements AutoCloseable {
     static final long FLUSH_EVERY = 256L << 20;
 
     public SafetensorsWriter(Path dir, ShardLayout layout) throws IOException {
+        this(dir, layout, false);
+    }
+
+    /**
+     * Opens the shards of an interrupted run in {@code dir} to finish them: each must exist at its
+     * full size with the planned header, else this fails and the run starts afresh.
+     */
+    public static SafetensorsWriter resume(Path dir, ShardLayout layout) throws IOException {
+        return new SafetensorsWriter(dir, layout, true);
+    }
+
+    private SafetensorsWriter(Path dir, ShardLayout layout, boolean resume) throws IOException {
         this.dir = dir;
         this.layout = layout;
         this.channels = new FileChannel[layout.shards().size()];
@@ -39,10 +51,22 @@ public final class SafetensorsWriter implements AutoCloseable {
         try {
             for (int i = 0; i < channels.length; i++) {
                 ShardLayout.Shard s = layout.shards().get(i);
+                if (resume) {
+                    FileChannel ch = FileChannel.open(dir.resolve(s.fileName()), StandardOpenOption.WRITE, StandardOpenOption.READ);
+                    channels[i] = ch;
+                    ByteBuffer head = ByteBuffer.allocate(s.header().length);
+                    while (head.hasRemaining() && ch.read(head, head.position()) > 0) { }
+                    if (ch.size() != s.fileSize() || !java.util.Arrays.equals(head.array(), s.header())) {
+                        throw new IOException(s.fileName() + " does not match the plan");
+                    }
+                    continue;
+                }
                 FileChannel ch = FileChannel.open(dir.resolve(s.fileName()), StandardOpenOption.CREATE,
                         StandardOpenOption.WRITE, StandardOpenOption.READ, StandardOpenOption.TRUNCATE_EXISTING);
                 channels[i] = ch;
                 writeFully(ch, ByteBuffer.wrap(s.header()), 0);
+                // Full length from the start (sparse): a resumed run can tell its shards from strangers'.
+                if (s.fileSize() > s.header().length) writeFully(ch, ByteBuffer.wrap(new byte[1]), s.fileSize() - 1);
             }
             ok = true;
         } finally {
