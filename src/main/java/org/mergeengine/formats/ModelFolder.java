@@ -64,7 +64,23 @@ public final class ModelFolder implements AutoCloseable {
     }
 
     public static ModelFolder open(Path dir) {
+        return open(dir, dir);
+    }
+
+    /**
+     * Opens a model folder whose files (symlinks followed) must all lie inside {@code root}: the
+     * folder itself for a local model, the repository's cache folder for a hub snapshot (whose
+     * files link to ../../blobs).
+     */
+    public static ModelFolder open(Path dir, Path root) {
         if (!Files.isDirectory(dir)) throw new FormatException(dir + ": model folder does not exist");
+        Path realRoot;
+        try {
+            realRoot = root.toRealPath();
+        } catch (java.io.IOException e) {
+            throw new FormatException(root + ": cannot resolve (" + e.getMessage() + ")");
+        }
+        for (String f : List.of("config.json", "model.safetensors.index.json", "model.safetensors")) inside(dir.resolve(f), realRoot);
         Path cfg = dir.resolve("config.json");
         ObjectNode config = Files.isRegularFile(cfg) ? Json.readObject(cfg) : null;
         Path index = dir.resolve("model.safetensors.index.json");
@@ -79,6 +95,7 @@ public final class ModelFolder implements AutoCloseable {
                 Map<String, SafetensorsFile> opened = new LinkedHashMap<>();
                 for (String f : shardNames) {
                     Path p = dir.resolve(f);
+                    inside(p, realRoot);
                     if (!Files.isRegularFile(p)) throw new FormatException(index + " names shard " + f + ", which is missing from " + dir);
                     SafetensorsFile sf = SafetensorsFile.open(p);
                     files.add(sf);
@@ -138,6 +155,19 @@ public final class ModelFolder implements AutoCloseable {
             weightMap.put(e.getKey(), e.getValue().asText());
         }
         return weightMap;
+    }
+
+    /** A file that resolves outside the trusted root (a symlink pointing elsewhere) is refused. */
+    static void inside(Path file, Path realRoot) {
+        if (!Files.exists(file)) return;
+        try {
+            Path real = file.toRealPath();
+            if (!real.startsWith(realRoot)) {
+                throw new FormatException(file + " resolves to " + real + ", outside " + realRoot + "; symlinks out of a model folder are not followed");
+            }
+        } catch (java.io.IOException e) {
+            throw new FormatException(file + ": cannot resolve (" + e.getMessage() + ")");
+        }
     }
 
     /** A shard name from an index must name a file in the same folder, nothing else. */

@@ -91,7 +91,7 @@ public final class HubModelResolver implements ModelResolver {
             List<CompletionStage<Path>> all = new ArrayList<>();
             for (String s : shards) all.add(askAsync(r -> new CacheActor.Fetch(repo, info.commit(), s, r)));
             for (CompletionStage<Path> f : all) join(f);
-            return ModelFolder.open(snap);
+            return ModelFolder.open(snap, new HubCache(cacheRoot).repoDir(repo));
         }
         Map<String, SafetensorsFile> headers = new LinkedHashMap<>();
         List<CompletionStage<CacheActor.HeaderBytes>> pending = new ArrayList<>();

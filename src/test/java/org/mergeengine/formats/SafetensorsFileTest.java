@@ -167,4 +167,20 @@ class SafetensorsFileTest {
         assertEquals("model.safetensors", one.shards().get(0).fileName());
         assertEquals(null, one.index(), "a single shard has no index");
     }
+
+    @Test
+    void symlinksOutOfAModelFolderAreNotFollowed() throws Exception {
+        Path outside = dir.resolve("outside.safetensors");
+        SafetensorsWriter.writeFile(outside, List.of(SafetensorsWriter.TensorData.ofFloats("a", DType.F32, new long[] {1}, new float[] {1})));
+        Path model = java.nio.file.Files.createDirectories(dir.resolve("model"));
+        java.nio.file.Files.createSymbolicLink(model.resolve("model.safetensors"), outside);
+        FormatException e = assertThrows(FormatException.class, () -> ModelFolder.open(model));
+        assertTrue(e.getMessage().contains("outside"), e.getMessage());
+        java.nio.file.Files.delete(model.resolve("model.safetensors"));
+        java.nio.file.Files.copy(outside, model.resolve("real.safetensors"));
+        java.nio.file.Files.createSymbolicLink(model.resolve("model.safetensors"), java.nio.file.Path.of("real.safetensors"));
+        try (ModelFolder m = ModelFolder.open(model)) {
+            assertEquals(1, m.tensors().size(), "a link inside the folder is fine");
+        }
+    }
 }
