@@ -5,6 +5,7 @@ import org.mergeengine.formats.DType;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.plan.PermutedRows;
 import org.mergeengine.formats.SafetensorsFile;
+import org.mergeengine.formats.TensorFile;
 import org.mergeengine.formats.TensorInfo;
 import org.mergeengine.plan.PlannedTensor;
 import org.mergeengine.tensor.Convert;
@@ -133,7 +134,7 @@ final class InputReader {
         return new float[][] {l, r, {cols}};
     }
 
-    static float[] whole(SafetensorsFile f, TensorInfo t) {
+    static float[] whole(TensorFile f, TensorInfo t) {
         float[] v = new float[(int) t.numel()];
         readRun(f, t, 0, v.length, v, 0);
         return v;
@@ -141,7 +142,7 @@ final class InputReader {
 
     private static void readRaw(ModelFolder.Located src, long[] view, boolean cropped, long start, int len, float[] dst) {
         TensorInfo info = src.info();
-        SafetensorsFile file = src.file();
+        TensorFile file = src.file();
         int es = info.dtype().size();
         if (!cropped) {
             readRun(file, info, start * es, len, dst, 0);
@@ -161,7 +162,7 @@ final class InputReader {
 
     private static final ThreadLocal<ByteBuffer[]> IO_BUFFER = ThreadLocal.withInitial(() -> new ByteBuffer[1]);
 
-    private static void readRun(SafetensorsFile file, TensorInfo info, long byteOffset, int count, float[] dst, int dstOff) {
+    private static void readRun(TensorFile file, TensorInfo info, long byteOffset, int count, float[] dst, int dstOff) {
         int es = info.dtype().size();
         int maxElems = SafetensorsFile.MAX_READ / es;
         int done = 0;

@@ -24,12 +24,12 @@ public final class LoraAdapter implements AutoCloseable {
     public record Update(String module, TensorInfo a, TensorInfo b, float scale, boolean transposed) {}
 
     private final Path dir;
-    private final SafetensorsFile file;
+    private final TensorFile file;
     private final Map<String, Update> updates;
     private final Map<String, TensorInfo> replacements;
     private final boolean tokenizer;
 
-    private LoraAdapter(Path dir, SafetensorsFile file, Map<String, Update> updates, Map<String, TensorInfo> replacements, boolean tokenizer) {
+    private LoraAdapter(Path dir, TensorFile file, Map<String, Update> updates, Map<String, TensorInfo> replacements, boolean tokenizer) {
         this.dir = dir;
         this.file = file;
         this.updates = updates;
@@ -44,10 +44,8 @@ public final class LoraAdapter implements AutoCloseable {
         }
         ObjectNode cfg = Json.readObject(cfgFile);
         Path weights = dir.resolve("adapter_model.safetensors");
-        if (!Files.isRegularFile(weights)) {
-            String why = Files.isRegularFile(dir.resolve("adapter_model.bin")) ? " (only adapter_model.bin, which this version cannot read yet)" : "";
-            throw new FormatException(dir + ": adapter_model.safetensors is missing" + why);
-        }
+        if (!Files.isRegularFile(weights)) weights = dir.resolve("adapter_model.bin");
+        if (!Files.isRegularFile(weights)) throw new FormatException(dir + ": neither adapter_model.safetensors nor adapter_model.bin is there");
         String type = cfg.path("peft_type").asText("LORA");
         if (!type.equalsIgnoreCase("LORA")) throw new FormatException(cfgFile + ": peft_type " + type + " is not supported (only LORA)");
         if (cfg.path("use_dora").asBoolean(false)) throw new FormatException(cfgFile + ": DoRA adapters (use_dora: true) are not supported");
@@ -60,7 +58,7 @@ public final class LoraAdapter implements AutoCloseable {
         boolean fanInFanOut = cfg.path("fan_in_fan_out").asBoolean(false);
         Map<String, Double> rankPattern = patterns(cfg.get("rank_pattern")), alphaPattern = patterns(cfg.get("alpha_pattern"));
 
-        SafetensorsFile f = SafetensorsFile.open(weights);
+        TensorFile f = weights.toString().endsWith(".bin") ? TorchBinFile.open(weights) : SafetensorsFile.open(weights);
         boolean ok = false;
         try {
             Map<String, TensorInfo[]> pairs = new LinkedHashMap<>();
@@ -148,7 +146,7 @@ public final class LoraAdapter implements AutoCloseable {
     }
 
     public Path dir() { return dir; }
-    public SafetensorsFile file() { return file; }
+    public TensorFile file() { return file; }
     /** Low-rank updates by target base tensor name. */
     public Map<String, Update> updates() { return updates; }
     /** Whole-tensor replacements (modules_to_save) by base tensor name. */

@@ -28,8 +28,8 @@ public final class ModelFolder implements AutoCloseable {
      * Where a tensor's bytes are. {@code delta}, when set, is a LoRA update added on load
      * (W + scale · L·R), so an adapted model is never materialised.
      */
-    public record Located(SafetensorsFile file, TensorInfo info, LowRank delta) {
-        public Located(SafetensorsFile file, TensorInfo info) {
+    public record Located(TensorFile file, TensorInfo info, LowRank delta) {
+        public Located(TensorFile file, TensorInfo info) {
             this(file, info, null);
         }
     }
@@ -39,7 +39,7 @@ public final class ModelFolder implements AutoCloseable {
      * For a Linear layer L = lora_B [out, r] and R = lora_A [r, in]; for an embedding (or
      * fan_in_fan_out) the update is transposed: L = lora_A^T and R = lora_B^T.
      */
-    public record LowRank(SafetensorsFile file, TensorInfo a, TensorInfo b, float scale, boolean transposed) {
+    public record LowRank(TensorFile file, TensorInfo a, TensorInfo b, float scale, boolean transposed) {
         public int rank() {
             return (int) a.shape()[0];
         }
@@ -49,13 +49,13 @@ public final class ModelFolder implements AutoCloseable {
     private final Path tokenizerDir;
     private final ObjectNode config;
     private final Map<String, Located> tensors;
-    private final List<SafetensorsFile> files;
+    private final List<TensorFile> files;
 
-    private ModelFolder(Path dir, ObjectNode config, Map<String, Located> tensors, List<SafetensorsFile> files) {
+    private ModelFolder(Path dir, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
         this(dir, dir, config, tensors, files);
     }
 
-    private ModelFolder(Path dir, Path tokenizerDir, ObjectNode config, Map<String, Located> tensors, List<SafetensorsFile> files) {
+    private ModelFolder(Path dir, Path tokenizerDir, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
         this.dir = dir;
         this.tokenizerDir = tokenizerDir;
         this.config = config;
@@ -80,45 +80,55 @@ public final class ModelFolder implements AutoCloseable {
         } catch (java.io.IOException e) {
             throw new FormatException(root + ": cannot resolve (" + e.getMessage() + ")");
         }
-        for (String f : List.of("config.json", "model.safetensors.index.json", "model.safetensors")) inside(dir.resolve(f), realRoot);
+        for (String f : List.of("config.json", "model.safetensors.index.json", "model.safetensors", "pytorch_model.bin", "pytorch_model.bin.index.json")) {
+            inside(dir.resolve(f), realRoot);
+        }
         Path cfg = dir.resolve("config.json");
         ObjectNode config = Files.isRegularFile(cfg) ? Json.readObject(cfg) : null;
         Path index = dir.resolve("model.safetensors.index.json");
         Path single = dir.resolve("model.safetensors");
-        List<SafetensorsFile> files = new ArrayList<>();
+        List<TensorFile> files = new ArrayList<>();
         Map<String, Located> tensors = new LinkedHashMap<>();
         boolean ok = false;
         try {
-            if (Files.isRegularFile(index)) {
-                Map<String, String> weightMap = readIndex(index);
-                TreeSet<String> shardNames = new TreeSet<>(weightMap.values());
-                Map<String, SafetensorsFile> opened = new LinkedHashMap<>();
-                for (String f : shardNames) {
-                    Path p = dir.resolve(f);
-                    inside(p, realRoot);
-                    if (!Files.isRegularFile(p)) throw new FormatException(index + " names shard " + f + ", which is missing from " + dir);
-                    SafetensorsFile sf = SafetensorsFile.open(p);
+            Path binIndex = dir.resolve("pytorch_model.bin.index.json");
+            Path bin = dir.resolve("pytorch_model.bin");
+            boolean safetensors = Files.isRegularFile(index) || Files.isRegularFile(single);
+            if (safetensors || Files.isRegularFile(binIndex)) {
+                Path idx = Files.isRegularFile(index) ? index : Files.isRegularFile(binIndex) && !Files.isRegularFile(single) ? binIndex : null;
+                if (idx != null) {
+                    Map<String, String> weightMap = readIndex(idx);
+                    Map<String, TensorFile> opened = new LinkedHashMap<>();
+                    for (String f : new TreeSet<>(weightMap.values())) {
+                        Path p = dir.resolve(f);
+                        inside(p, realRoot);
+                        if (!Files.isRegularFile(p)) throw new FormatException(idx + " names shard " + f + ", which is missing from " + dir);
+                        TensorFile tf = f.endsWith(".bin") ? TorchBinFile.open(p) : SafetensorsFile.open(p);
+                        files.add(tf);
+                        opened.put(f, tf);
+                    }
+                    for (Map.Entry<String, String> e : weightMap.entrySet()) {
+                        TensorFile tf = opened.get(e.getValue());
+                        TensorInfo ti = tf.tensors().get(e.getKey());
+                        if (ti == null) throw new FormatException(idx + " maps tensor '" + e.getKey() + "' to " + e.getValue() + ", which does not contain it");
+                        tensors.put(e.getKey(), new Located(tf, ti));
+                    }
+                } else {
+                    SafetensorsFile sf = SafetensorsFile.open(single);
                     files.add(sf);
-                    opened.put(f, sf);
+                    for (TensorInfo ti : sf.tensors().values()) tensors.put(ti.name(), new Located(sf, ti));
                 }
-                for (Map.Entry<String, String> e : weightMap.entrySet()) {
-                    SafetensorsFile sf = opened.get(e.getValue());
-                    TensorInfo ti = sf.tensors().get(e.getKey());
-                    if (ti == null) throw new FormatException(index + " maps tensor '" + e.getKey() + "' to " + e.getValue() + ", which does not contain it");
-                    tensors.put(e.getKey(), new Located(sf, ti));
-                }
-            } else if (Files.isRegularFile(single)) {
-                SafetensorsFile sf = SafetensorsFile.open(single);
-                files.add(sf);
-                for (TensorInfo ti : sf.tensors().values()) tensors.put(ti.name(), new Located(sf, ti));
-            } else if (Files.isRegularFile(dir.resolve("pytorch_model.bin")) || Files.isRegularFile(dir.resolve("pytorch_model.bin.index.json"))) {
-                throw new FormatException(dir + ": holds only PyTorch .bin weights, which this version cannot read yet; convert them to safetensors first");
+            } else if (Files.isRegularFile(bin)) {
+                // Only PyTorch weights: read them with the restricted reader (nothing in the pickle is executed).
+                TorchBinFile tf = TorchBinFile.open(bin);
+                files.add(tf);
+                for (TensorInfo ti : tf.tensors().values()) tensors.put(ti.name(), new Located(tf, ti));
             } else {
-                throw new FormatException(dir + ": no model.safetensors or model.safetensors.index.json found (is this a model folder?)");
+                throw new FormatException(dir + ": no model.safetensors, model.safetensors.index.json or pytorch_model.bin found (is this a model folder?)");
             }
             ok = true;
         } finally {
-            if (!ok) files.forEach(SafetensorsFile::close);
+            if (!ok) files.forEach(TensorFile::close);
         }
         return new ModelFolder(dir, config, Collections.unmodifiableMap(tensors), Collections.unmodifiableList(files));
     }
@@ -139,7 +149,7 @@ public final class ModelFolder implements AutoCloseable {
                 tensors.put(e.getKey(), new Located(sf, ti));
             }
         }
-        return new ModelFolder(dir, config, Collections.unmodifiableMap(tensors), List.copyOf(shards.values()));
+        return new ModelFolder(dir, config, Collections.unmodifiableMap(tensors), List.<TensorFile>copyOf(shards.values()));
     }
 
     /** The weight_map of an index file, checked: tensor name to a plain shard file name. */
@@ -184,7 +194,7 @@ public final class ModelFolder implements AutoCloseable {
     public ObjectNode config() { return config; }
     public Map<String, Located> tensors() { return tensors; }
     public Located tensor(String name) { return tensors.get(name); }
-    public List<SafetensorsFile> files() { return files; }
+    public List<TensorFile> files() { return files; }
 
     public long totalBytes() {
         long n = 0;
@@ -229,19 +239,19 @@ public final class ModelFolder implements AutoCloseable {
             }
             t.put(e.getKey(), new Located(base.file(), base.info(), new LowRank(adapter.file(), u.a(), u.b(), u.scale(), u.transposed())));
         }
-        List<SafetensorsFile> f = new ArrayList<>(files);
+        List<TensorFile> f = new ArrayList<>(files);
         f.add(adapter.file());
         Path tok = adapter.hasTokenizer() ? adapter.dir() : tokenizerDir;
         return new ModelFolder(dir, tok, cfg, Collections.unmodifiableMap(t), Collections.unmodifiableList(f));
     }
 
     /** Index of a shard file within this model, to order reads by file and offset. */
-    public int fileIndex(SafetensorsFile f) {
+    public int fileIndex(TensorFile f) {
         return files.indexOf(f);
     }
 
     @Override
     public void close() {
-        files.forEach(SafetensorsFile::close);
+        files.forEach(TensorFile::close);
     }
 }

@@ -25,7 +25,7 @@ import java.util.Map;
  * file length) before any tensor is read. Tensor bytes are read through memory-mapped windows;
  * where the filesystem refuses mmap, through positional reads.
  */
-public final class SafetensorsFile implements AutoCloseable {
+public final class SafetensorsFile implements TensorFile {
     public static final long MAX_HEADER = 100_000_000L;
     /** Windows start every 1 GiB and overlap by MAX_READ, so any read of at most MAX_READ fits one window. */
     static final long WINDOW_STRIDE = 1L << 30;
