@@ -2,16 +2,28 @@ package org.mergeengine.methods;
 
 /**
  * A run of elements {@code [start, start+length)} of one output tensor (flat, row-major), with the
- * matching float32 values of every input: {@code in[i][0..length)}.
+ * matching float32 values of every input: {@code in[i][offset..offset+length)}. The engine always
+ * passes offset 0; a kernel may cut a chunk into cache-sized views of the same arrays.
  */
 public final class Chunk {
     public final long start;
     public final int length;
     public final float[][] in;
+    public final int offset;
 
     public Chunk(long start, int length, float[][] in) {
+        this(start, length, in, 0);
+    }
+
+    public Chunk(long start, int length, float[][] in, int offset) {
         this.start = start;
         this.length = length;
         this.in = in;
+        this.offset = offset;
+    }
+
+    /** Elements [from, from+len) of this chunk, over the same arrays. */
+    public Chunk view(int from, int len) {
+        return new Chunk(start + from, len, in, offset + from);
     }
 }

@@ -14,7 +14,8 @@ final class MagnitudeSelector {
     private final long k;
     private final boolean largest;
     private final boolean lowIndexFirst;
-    private long[] hist = new long[65536];
+    /** int counts: half the cache footprint of longs (the increments land at random, so that is what costs). */
+    private int[] hist = new int[65536];
     private int bucket;
     private long beyond;        // members strictly beyond the cut bucket, then beyond the exact cut value
     private int cut;            // the magnitude bits at the cut
@@ -24,6 +25,10 @@ final class MagnitudeSelector {
     private boolean all, none;
 
     MagnitudeSelector(long k, long n, boolean largest, boolean lowIndexFirst) {
+        if (n > Integer.MAX_VALUE) {
+            throw new org.mergeengine.MergeException(org.mergeengine.MergeException.Kind.USER,
+                    "a tensor of " + n + " elements is too large for top-k selection (at most " + Integer.MAX_VALUE + ")");
+        }
         this.k = k;
         this.largest = largest;
         this.lowIndexFirst = lowIndexFirst;
@@ -41,7 +46,7 @@ final class MagnitudeSelector {
 
     void countHigh(float[] v, int len) {
         if (trivial()) return;
-        long[] h = hist;
+        int[] h = hist;
         for (int i = 0; i < len; i++) h[key(v[i]) >>> 16]++;
     }
 
@@ -61,7 +66,7 @@ final class MagnitudeSelector {
 
     void countLow(float[] v, int len) {
         if (trivial()) return;
-        long[] h = hist;
+        int[] h = hist;
         int bkt = bucket;
         for (int i = 0; i < len; i++) {
             int key = key(v[i]);

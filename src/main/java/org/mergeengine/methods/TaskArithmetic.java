@@ -97,6 +97,31 @@ public final class TaskArithmetic implements MergeMethod {
         return new Kernel(ctx);
     }
 
+    static final int BLOCK = 32768;
+
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    private static final class Scratch {
+        float[][] delta = new float[0][0];
+        int[] mask = new int[0], aux = new int[0], signs = new int[0];
+        float[] sum = new float[0], div = new float[0];
+
+        Scratch ensure(int models, int len) {
+            if (delta.length < models || (models > 0 && delta[0].length < len)) {
+                int l = Math.max(len, models > 0 && delta.length > 0 ? delta[0].length : 0);
+                delta = new float[Math.max(models, delta.length)][l];
+            }
+            if (mask.length < len) {
+                mask = new int[len];
+                aux = new int[len];
+                signs = new int[len];
+                sum = new float[len];
+                div = new float[len];
+            }
+            return this;
+        }
+    }
+
     private final class Kernel implements TensorKernel {
         final int base;
         final int[] o;
@@ -187,18 +212,20 @@ public final class TaskArithmetic implements MergeMethod {
 
         private void deltas(Chunk c) {
             int n = o.length;
-            if (delta == null || delta[0].length < c.length) {
-                delta = new float[n][c.length];
-                mask = new int[c.length];
-                aux = new int[c.length];
-                sum = new float[c.length];
-                div = new float[c.length];
-                signs = new int[c.length];
-            }
+            // Scratch is only used within one reduce or compute call: share it per thread across kernels
+            // (allocating it per tensor cost more than the math for mid-sized tensors).
+            Scratch sc = SCRATCH.get().ensure(n, c.length);
+            delta = sc.delta;
+            mask = sc.mask;
+            aux = sc.aux;
+            sum = sc.sum;
+            div = sc.div;
+            signs = sc.signs;
             float[] b = c.in[base];
+            int off = c.offset;
             for (int k = 0; k < n; k++) {
                 float[] x = c.in[o[k]], d = delta[k];
-                for (int j = 0; j < c.length; j++) d[j] = x[j] - b[j];
+                for (int j = 0; j < c.length; j++) d[j] = x[off + j] - b[off + j];
             }
         }
 
@@ -210,8 +237,25 @@ public final class TaskArithmetic implements MergeMethod {
             }
         }
 
+        /** Blocks small enough that every step's arrays stay in cache (DELLA: whole rows). */
+        private int block() {
+            if (sparsifier != Sparsifier.DELLA) return BLOCK;
+            return (int) Math.max(rowLen, BLOCK / rowLen * rowLen);
+        }
+
         @Override
         public void reduce(int pass, Chunk c) {
+            int bl = block();
+            for (int s = 0; s < c.length; s += bl) reduceBlock(pass, c.view(s, Math.min(bl, c.length - s)));
+        }
+
+        @Override
+        public void compute(Chunk c, float[] out) {
+            int bl = block();
+            for (int s = 0; s < c.length; s += bl) computeBlock(c.view(s, Math.min(bl, c.length - s)), out, s);
+        }
+
+        private void reduceBlock(int pass, Chunk c) {
             deltas(c);
             restartIfFirst(c);
             for (int k = 0; k < o.length; k++) {
@@ -333,8 +377,7 @@ public final class TaskArithmetic implements MergeMethod {
             }
         }
 
-        @Override
-        public void compute(Chunk c, float[] out) {
+        private void computeBlock(Chunk c, float[] out, int outOff) {
             deltas(c);
             restartIfFirst(c);
             int n = o.length, len = c.length;
@@ -349,6 +392,7 @@ public final class TaskArithmetic implements MergeMethod {
                 }
             }
             float[] b = c.in[base];
+            int bo = c.offset;
             if (consensus) {
                 // Branch-free sign election: a contribution agrees when it is non-zero and has the
                 // elected sign (0 counts as +); it then adds to the sum and its weight to the divisor.
@@ -378,10 +422,10 @@ public final class TaskArithmetic implements MergeMethod {
                         int db = Float.floatToRawIntBits(div[j]);
                         int zero = ~(((db & 0x7fffffff) + 0x7fffffff) >> 31); // -1 where nothing agreed
                         float dv = Float.intBitsToFloat((db & ~zero) | (0x3f800000 & zero));
-                        out[j] = b[j] + lambda * (sum[j] / dv);
+                        out[outOff + j] = b[bo + j] + lambda * (sum[j] / dv);
                     }
                 } else {
-                    for (int j = 0; j < len; j++) out[j] = b[j] + lambda * sum[j];
+                    for (int j = 0; j < len; j++) out[outOff + j] = b[bo + j] + lambda * sum[j];
                 }
             } else {
                 double wsum = 0;
@@ -392,7 +436,7 @@ public final class TaskArithmetic implements MergeMethod {
                     float[] d = delta[k];
                     for (int j = 0; j < len; j++) sum[j] += d[j];
                 }
-                for (int j = 0; j < len; j++) out[j] = b[j] + lambda * (sum[j] * inv);
+                for (int j = 0; j < len; j++) out[outOff + j] = b[bo + j] + lambda * (sum[j] * inv);
             }
         }
     }
