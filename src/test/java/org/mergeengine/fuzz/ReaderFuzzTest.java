@@ -101,6 +101,7 @@ class ReaderFuzzTest {
             for (int i = 0; i < 10_000; i++) {
                 byte[] m = mutate(good, r);
                 Files.write(f, m);
+                long t0 = System.nanoTime();
                 try (SafetensorsFile sf = SafetensorsFile.open(f)) {
                     for (TensorInfo t : sf.tensors().values()) {
                         assertTrue(sf.dataStart() + t.end() <= m.length, "case " + i + ": tensor beyond the file");
@@ -113,6 +114,7 @@ class ReaderFuzzTest {
                 } catch (RuntimeException | OutOfMemoryError e) {
                     fail("case " + i + " ended in " + e + " instead of a clear error");
                 }
+                assertTrue(System.nanoTime() - t0 < 1_000_000_000L, "case " + i + " took more than a second");
             }
         });
         assertEquals(10_000, outcome[0] + outcome[1]);
@@ -142,6 +144,7 @@ class ReaderFuzzTest {
                 }
             }
             Files.writeString(model.resolve("model.safetensors.index.json"), s);
+            long t0 = System.nanoTime();
             try (ModelFolder f = ModelFolder.open(model)) {
                 accepted++;
                 assertTrue(f.tensors().size() > 0);
@@ -150,6 +153,7 @@ class ReaderFuzzTest {
             } catch (RuntimeException e) {
                 fail("index case " + i + " ended in " + e + "\n" + s);
             }
+            assertTrue(System.nanoTime() - t0 < 2_000_000_000L, "index case " + i + " took more than 2 s");
         }
         Files.write(model.resolve("model.safetensors.index.json"), good);
         assertTrue(accepted < 10_000);
@@ -184,6 +188,7 @@ class ReaderFuzzTest {
                     }
                 }
                 String yaml = sb.toString();
+                long t0 = System.nanoTime();
                 try {
                     var cfg = ConfigParser.parse(yaml);
                     Planner.checkConfig(cfg);
@@ -194,6 +199,7 @@ class ReaderFuzzTest {
                 } catch (RuntimeException e) {
                     fail("config case " + i + " ended in " + e + "\n---\n" + yaml);
                 }
+                assertTrue(System.nanoTime() - t0 < 2_000_000_000L, "config case " + i + " took more than 2 s");
             }
         }
         assertTrue(planned > 0 && planned < 1_000, "planned " + planned);
