@@ -21,7 +21,7 @@ import org.mergeengine.formats.TensorInfo;
  * choice of mutations), opening it ends in a correct read or a {@link FormatException} naming the
  * file, within a second, and never allocates what the header claims.
  */
-class SafetensorsProperties {
+class SafetensorsPropertiesTest {
     static Path dir;
     static byte[] good;
 
