@@ -28,8 +28,8 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--xmx", description = "heap of each merge (default 1g)")
     String xmx = "1g";
 
-    @Option(names = "--work", description = "where models and scratch files go (default benchmarks/work)")
-    Path work = Path.of("benchmarks/work");
+    @Option(names = "--work", description = "where models and scratch files go (default benchmarks/data)")
+    Path work = Path.of("benchmarks/data");
 
     @Option(names = "--results", description = "where bench.json and bench.svg go (default benchmarks/results)")
     Path results = Path.of("benchmarks/results");

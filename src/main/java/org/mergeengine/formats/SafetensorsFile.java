@@ -60,12 +60,7 @@ public final class SafetensorsFile implements TensorFile {
     }
 
     public static SafetensorsFile open(Path path) {
-        FileChannel ch;
-        try {
-            ch = FileChannel.open(path, StandardOpenOption.READ);
-        } catch (IOException e) {
-            throw new FormatException(path + ": cannot open (" + e.getMessage() + ")");
-        }
+        FileChannel ch = openRead(path);
         try {
             return parse(path, ch);
         } catch (RuntimeException e) {
@@ -299,7 +294,16 @@ public final class SafetensorsFile implements TensorFile {
         closeQuietly(channel);
     }
 
-    private static void closeQuietly(FileChannel ch) {
+    /** Opens a file for reading; failure is the user's (a missing or unreadable file), named. */
+    static FileChannel openRead(Path path) {
+        try {
+            return FileChannel.open(path, StandardOpenOption.READ);
+        } catch (IOException e) {
+            throw new FormatException(path + ": cannot open (" + e.getMessage() + ")");
+        }
+    }
+
+    static void closeQuietly(FileChannel ch) {
         if (ch == null) return;
         try {
             ch.close();

@@ -31,12 +31,7 @@ public final class TorchBinFile implements TensorFile {
     record Entry(String name, long dataStart, long size) {}
 
     public static TorchBinFile open(Path path) {
-        FileChannel ch;
-        try {
-            ch = FileChannel.open(path, StandardOpenOption.READ);
-        } catch (IOException e) {
-            throw new FormatException(path + ": cannot open (" + e.getMessage() + ")");
-        }
+        FileChannel ch = SafetensorsFile.openRead(path);
         try {
             Map<String, Entry> entries = centralDirectory(path, ch);
             Entry pkl = null;
@@ -70,11 +65,7 @@ public final class TorchBinFile implements TensorFile {
             }
             return new TorchBinFile(path, ch, Collections.unmodifiableMap(out));
         } catch (RuntimeException e) {
-            try {
-                ch.close();
-            } catch (IOException ignored) {
-                // failing anyway
-            }
+            SafetensorsFile.closeQuietly(ch);
             throw e;
         }
     }
