@@ -183,4 +183,41 @@ class SafetensorsFileTest {
             assertEquals(1, m.tensors().size(), "a link inside the folder is fine");
         }
     }
+
+    @Test
+    void tensorsPastTwoGibReadThroughMmapWindows() throws Exception {
+        // A sparse file: one F32 tensor of 2.25 GiB, with values planted around the 2 GiB mark.
+        long n = (9L << 30) / 16 + 1024; // elements: just over 2.25 GiB of F32
+        String header = "{\"big\":{\"dtype\":\"F32\",\"shape\":[" + n + "],\"data_offsets\":[0," + (4 * n) + "]}}";
+        while ((header.length() + 8) % 8 != 0) header += " ";
+        Path p = dir.resolve("big.safetensors");
+        long dataStart = 8 + header.length();
+        long[] planted = {0, (1L << 29) - 1, (1L << 29) + 3, (1L << 29) + (1L << 25) + 12345, n - 1}; // element 2^29 is byte 2 GiB
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(p, java.nio.file.StandardOpenOption.CREATE,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            ByteBuffer h = ByteBuffer.allocate((int) dataStart).order(ByteOrder.LITTLE_ENDIAN);
+            h.putLong(header.length()).put(header.getBytes(StandardCharsets.UTF_8)).flip();
+            ch.write(h, 0);
+            for (long i : planted) {
+                ByteBuffer v = ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putFloat(0, i % 1000 + 0.5f);
+                ch.write(v, dataStart + 4 * i);
+            }
+        }
+        assertEquals(dataStart + 4 * n, Files.size(p));
+        try (SafetensorsFile f = SafetensorsFile.open(p)) {
+            f.enableMmap();
+            TensorInfo t = f.tensors().get("big");
+            for (long i : planted) {
+                float[] got = new float[1];
+                Convert.decode(DType.F32, f.read(t, 4 * i, 4), got, 0, 1);
+                assertEquals(i % 1000 + 0.5f, got[0], "element " + i);
+            }
+            // a read that straddles the 2 GiB mark inside one window, and one larger than a window allows
+            ByteBuffer across = f.read(t, (2L << 30) - 64, 128);
+            assertEquals(128, across.remaining());
+            long p3 = (1L << 29) + 3;
+            ByteBuffer large = f.read(t, 4 * p3 - 4, SafetensorsFile.MAX_READ + 8);
+            assertEquals(p3 % 1000 + 0.5f, large.order(ByteOrder.LITTLE_ENDIAN).getFloat(4));
+        }
+    }
 }

@@ -313,4 +313,24 @@ class HubTest {
         assertEquals(before, hub.total(), "the rerun makes no request: " + hub.keys());
         assertTrue(again.stream().allMatch(r -> r.state() == org.mergeengine.multi.MultiRunner.State.SKIPPED), again.toString());
     }
+
+    @Test
+    void aDownloadThatCannotFitIsRefusedNamingBothSizes() throws Exception {
+        Path big = tmp.resolve("big");
+        SyntheticModel.write(big, new SyntheticModel.Spec(64, 128, 2, 4000, 4, 2, false), DType.F32, 1, 9, 0, 0);
+        hub.add("org/big", big);
+        Path small = Files.createDirectories(tmp.resolve("small-cache"));
+        Process mount = new ProcessBuilder("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small.toString()).redirectErrorStream(true).start();
+        org.junit.jupiter.api.Assumptions.assumeTrue(mount.waitFor() == 0, "this machine does not let the test mount a 1 MB tmpfs");
+        try (MergeService svc = new MergeService(settings(small, null, false))) {
+            Exception e = assertThrows(RuntimeException.class, () -> svc.merge(cfg("merge_method: passthrough\nmodels:\n  - model: org/big\n"),
+                    List.of(tmp), tmp.resolve("o"), PlanOptions.defaults(), opts()).join());
+            String msg = e.getCause() != null ? e.getCause().getMessage() : e.getMessage();
+            long size = hub.repos.get("org/big").files().get("model.safetensors").length;
+            assertTrue(msg.contains("not enough disk space") && msg.contains(Long.toString(size)) && msg.contains("are free"), msg);
+            assertEquals(0, hub.downloads("org/big", "model.safetensors"), "nothing was downloaded");
+        } finally {
+            new ProcessBuilder("umount", small.toString()).start().waitFor();
+        }
+    }
 }
