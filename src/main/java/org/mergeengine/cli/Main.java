@@ -141,6 +141,16 @@ public final class Main implements Callable<Integer> {
 
         if (mmap) System.setProperty(org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY, "true");
         HubSettings hub = HubSettings.fromEnvironment(System.getenv(), cacheDir, offline);
+        // The actor system takes a noticeable part of a second to start: start it while the config is read.
+        java.util.concurrent.CompletableFuture<MergeService> starting = java.util.concurrent.CompletableFuture.supplyAsync(() -> new MergeService(hub));
+        try {
+            return plannedRun(starting, hub, shard, budget);
+        } finally {
+            starting.thenAccept(MergeService::close).exceptionally(e -> null).join();
+        }
+    }
+
+    private int plannedRun(java.util.concurrent.CompletableFuture<MergeService> starting, HubSettings hub, long shard, long budget) {
         MergeConfig cfg = ConfigParser.parseFile(config);
         Planner.checkConfig(cfg);
         Path outDir = out != null ? out : Path.of("merged", stem(config));
@@ -152,7 +162,8 @@ public final class Main implements Callable<Integer> {
         }
         MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null);
         PlanOptions planOpts = new PlanOptions(seed, shard, allowCrimes);
-        try (MergeService service = new MergeService(hub)) {
+        {
+            MergeService service = starting.join();
             MergePlan plan = service.check(cfg, search, planOpts);
             for (String w : plan.warnings()) {
                 if (verbose.length > 0 || !w.startsWith("base model")) stderr.println("warning: " + w);

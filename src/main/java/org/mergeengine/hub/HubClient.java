@@ -40,11 +40,22 @@ public final class HubClient {
 
     static final Set<Integer> RETRY = Set.of(408, 429, 500, 502, 503, 504);
     private final HubSettings s;
-    private final HttpClient http;
+    private volatile HttpClient client;
 
     public HubClient(HubSettings s) {
         this.s = s;
-        this.http = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NEVER).connectTimeout(s.timeout()).build();
+    }
+
+    /** Created on first use: building an HttpClient costs about half a second, which merges of local models should not pay. */
+    private HttpClient http() {
+        HttpClient c = client;
+        if (c == null) {
+            synchronized (this) {
+                if (client == null) client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NEVER).connectTimeout(s.timeout()).build();
+                c = client;
+            }
+        }
+        return c;
     }
 
     public HubSettings settings() { return s; }
@@ -128,7 +139,7 @@ public final class HubClient {
                 if (written > 0) b.header("Range", "bytes=" + written + "-");
                 HttpResponse<InputStream> r;
                 try {
-                    r = http.send(b.build(), HttpResponse.BodyHandlers.ofInputStream());
+                    r = http().send(b.build(), HttpResponse.BodyHandlers.ofInputStream());
                 } catch (IOException e) {
                     if (++failures > s.retries()) throw new HubException(m.repo() + "/" + m.file() + ": download failed after " + failures + " tries: " + e.getMessage(), e);
                     sleep(failures);
@@ -246,7 +257,7 @@ public final class HubClient {
         int failures = 0;
         while (true) {
             try {
-                HttpResponse<T> r = http.send(req, handler);
+                HttpResponse<T> r = http().send(req, handler);
                 if (!RETRY.contains(r.statusCode()) || ++failures > s.retries()) return r;
             } catch (HttpTimeoutException e) {
                 if (++failures > s.retries()) throw new HubException(repo + ": the hub did not answer in " + s.timeout().toSeconds() + "s (" + req.uri().getHost() + ")");
