@@ -39,6 +39,8 @@ final class FakeHub implements AutoCloseable {
     final Map<String, Long> dropAfter = new ConcurrentHashMap<>();
     final Map<String, Boolean> corruptOnce = new ConcurrentHashMap<>();
     volatile boolean ignoreRange;
+    /** Milliseconds a whole-file download waits before its body (to make downloads overlap). */
+    volatile long slowFullDownloads;
 
     FakeHub() throws IOException {
         InetAddress lo = InetAddress.getLoopbackAddress();
@@ -192,6 +194,13 @@ final class FakeHub implements AutoCloseable {
             }
             byte[] out = java.util.Arrays.copyOfRange(body, (int) start, (int) end + 1);
             boolean wholeBody = end == body.length - 1;
+            if (wholeBody && start == 0 && slowFullDownloads > 0) {
+                try {
+                    Thread.sleep(slowFullDownloads);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
             if (wholeBody && start == 0 && corruptOnce.remove(sha) != null) {
                 out = out.clone();
                 out[out.length / 2] ^= 0x55;

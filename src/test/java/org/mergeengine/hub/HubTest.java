@@ -333,4 +333,29 @@ class HubTest {
             new ProcessBuilder("umount", small.toString()).start().waitFor();
         }
     }
+
+    @Test
+    void twoProcessesSharingACacheDownloadEachBlobOnce() throws Exception {
+        Path cache = tmp.resolve("shared-cache");
+        hub.slowFullDownloads = 1500; // both processes reach the downloads while the other's are in flight
+        Path cfg = Files.writeString(tmp.resolve("p.yaml"), "merge_method: linear\nmodels:\n  - {model: org/base, parameters: {weight: 1}}\n"
+                + "  - {model: org/ft2, parameters: {weight: 1}}\n");
+        String java = ProcessHandle.current().info().command().orElse("java");
+        List<Process> ps = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            ProcessBuilder pb = new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), "org.mergeengine.cli.Main",
+                    cfg.toString(), tmp.resolve("proc-" + i).toString(), "--quiet", "--cache-dir", cache.toString());
+            pb.environment().put("HF_ENDPOINT", hub.url());
+            pb.environment().remove("HF_TOKEN");
+            pb.environment().remove("HF_HUB_OFFLINE");
+            ps.add(pb.redirectErrorStream(true).redirectOutput(tmp.resolve("proc-" + i + ".log").toFile()).start());
+        }
+        for (int i = 0; i < 2; i++) assertEquals(0, ps.get(i).waitFor(), Files.readString(tmp.resolve("proc-" + i + ".log")));
+        for (String repo : List.of("org/base", "org/ft2")) {
+            for (String f : hub.repos.get(repo).files().keySet()) {
+                if (FakeHub.lfs(f)) assertEquals(1, hub.downloads(repo, f), repo + "/" + f + " is downloaded once across both processes: " + hub.keys());
+            }
+        }
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("proc-0/model.safetensors")), Files.readAllBytes(tmp.resolve("proc-1/model.safetensors")));
+    }
 }
