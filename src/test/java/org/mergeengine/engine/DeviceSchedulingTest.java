@@ -34,7 +34,7 @@ class DeviceSchedulingTest {
             int n = plan.tensors().size();
             engine.run(plan, dir.resolve("one"), MergeOptions.defaults().withWorkers(1));
 
-            long fast = 40, slow = 120;
+            long fast = 60, slow = 180; // long enough that the fixed costs of a run stay far below the 10% margin
             MergeOptions two = MergeOptions.defaults().withDevices(List.of(
                     Device.simulated("fast", Duration.ofMillis(fast)), Device.simulated("slow", Duration.ofMillis(slow))));
             long t0 = System.nanoTime();

@@ -114,7 +114,7 @@ class ReaderFuzzTest {
                 } catch (RuntimeException | OutOfMemoryError e) {
                     fail("case " + i + " ended in " + e + " instead of a clear error");
                 }
-                assertTrue(System.nanoTime() - t0 < 1_000_000_000L, "case " + i + " took more than a second");
+                assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "case " + i + " took more than 5 s");
             }
         });
         assertEquals(10_000, outcome[0] + outcome[1]);
@@ -153,7 +153,7 @@ class ReaderFuzzTest {
             } catch (RuntimeException e) {
                 fail("index case " + i + " ended in " + e + "\n" + s);
             }
-            assertTrue(System.nanoTime() - t0 < 2_000_000_000L, "index case " + i + " took more than 2 s");
+            assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "index case " + i + " took more than 5 s");
         }
         Files.write(model.resolve("model.safetensors.index.json"), good);
         assertTrue(accepted < 10_000);
@@ -199,7 +199,7 @@ class ReaderFuzzTest {
                 } catch (RuntimeException e) {
                     fail("config case " + i + " ended in " + e + "\n---\n" + yaml);
                 }
-                assertTrue(System.nanoTime() - t0 < 2_000_000_000L, "config case " + i + " took more than 2 s");
+                assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "config case " + i + " took more than 5 s");
             }
         }
         assertTrue(planned > 0 && planned < 1_000, "planned " + planned);

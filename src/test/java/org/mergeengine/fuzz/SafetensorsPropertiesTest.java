@@ -19,7 +19,7 @@ import org.mergeengine.formats.TensorInfo;
 /**
  * Property: whatever bytes stand where a safetensors file is expected (a valid file with jqwik's
  * choice of mutations), opening it ends in a correct read or a {@link FormatException} naming the
- * file, within a second, and never allocates what the header claims.
+ * file, within seconds, and never allocates what the header claims.
  */
 class SafetensorsPropertiesTest {
     static Path dir;
@@ -54,6 +54,6 @@ class SafetensorsPropertiesTest {
         } catch (FormatException e) {
             assertTrue(e.getMessage().contains(f.toString()), e.getMessage());
         }
-        assertTrue(System.nanoTime() - t0 < 1_000_000_000L, "each case ends within a second");
+        assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "each case ends within 5 s (a hang fails)");
     }
 }
