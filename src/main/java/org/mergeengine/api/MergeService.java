@@ -4,7 +4,6 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Props;
@@ -41,12 +40,7 @@ public final class MergeService implements AutoCloseable {
     public MergeService(MergeEngine engine, HubSettings hub) {
         this.engine = engine;
         this.hub = hub;
-        AtomicInteger n = new AtomicInteger();
-        this.hubIo = Executors.newCachedThreadPool(r -> {
-            Thread t = new Thread(r, "hub-io-" + n.incrementAndGet());
-            t.setDaemon(true);
-            return t;
-        });
+        this.hubIo = org.mergeengine.engine.Threads.daemonPool("hub-io");
         this.cache = engine.system().systemActorOf(CacheActor.create(new HubClient(hub), hubIo), "hub-cache-" + CACHES.incrementAndGet(), Props.empty());
     }
 

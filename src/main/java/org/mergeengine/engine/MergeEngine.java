@@ -7,7 +7,6 @@ import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -38,12 +37,7 @@ public final class MergeEngine implements AutoCloseable {
     private MergeEngine(ActorSystem<Void> system, boolean owns) {
         this.system = system;
         this.ownsSystem = owns;
-        AtomicInteger n = new AtomicInteger();
-        this.io = Executors.newCachedThreadPool(r -> {
-            Thread t = new Thread(r, "merge-io-" + n.incrementAndGet());
-            t.setDaemon(true);
-            return t;
-        });
+        this.io = Threads.daemonPool("merge-io");
     }
 
     static Config loadConfig() {

@@ -196,12 +196,6 @@ public final class ModelFolder implements AutoCloseable {
     public Located tensor(String name) { return tensors.get(name); }
     public List<TensorFile> files() { return files; }
 
-    public long totalBytes() {
-        long n = 0;
-        for (Located l : tensors.values()) n += l.info().byteSize();
-        return n;
-    }
-
     /**
      * This model with a LoRA adapter applied: low-rank updates attached to their target tensors,
      * modules_to_save tensors in place of the base's (a resized embedding changes vocab_size), and

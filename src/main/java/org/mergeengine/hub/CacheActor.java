@@ -37,9 +37,6 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
     /** The first 8 + N bytes of a safetensors file (its header), without downloading the file. */
     public record Header(String repo, String commit, String file, ActorRef<StatusReply<HeaderBytes>> replyTo) implements Command {}
 
-    /** Sizes of files at a commit (0 when cached), for the free-space check before downloads. */
-    public record Meta(String repo, String commit, String file, ActorRef<StatusReply<HubClient.FileMeta>> replyTo) implements Command {}
-
     public record HeaderBytes(byte[] bytes, long fileSize) {}
 
     private record Done(String key, Object value, Throwable error) implements Command {}
@@ -67,7 +64,6 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Resolve.class, this::onResolve)
-                .onMessage(Meta.class, this::onMeta)
                 .onMessage(Fetch.class, this::onFetch)
                 .onMessage(Header.class, this::onHeader)
                 .onMessage(Done.class, this::onDone)
@@ -76,10 +72,6 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
 
     private Behavior<Command> onResolve(Resolve r) {
         return request("rev:" + r.repo() + "@" + r.revision(), erase(r.replyTo()), () -> resolve(r.repo(), r.revision()));
-    }
-
-    private Behavior<Command> onMeta(Meta m) {
-        return request("meta:" + m.repo() + "@" + m.commit() + "/" + m.file(), erase(m.replyTo()), () -> meta(m.repo(), m.commit(), m.file()));
     }
 
     private Behavior<Command> onFetch(Fetch f) {
@@ -173,15 +165,6 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
         try (Stream<Path> s = Files.walk(snap)) {
             return s.filter(p -> !Files.isDirectory(p)).map(p -> snap.relativize(p).toString().replace('\\', '/')).sorted().toList();
         }
-    }
-
-    private HubClient.FileMeta meta(String repo, String commit, String file) throws IOException {
-        if (cache.cached(repo, commit, file)) {
-            Path p = cache.file(repo, commit, file);
-            return new HubClient.FileMeta(repo, file, commit, "cached", Files.size(p), p.toUri());
-        }
-        if (client.settings().offline()) throw offlineMiss(repo, commit, file);
-        return head(repo, commit, file);
     }
 
     private HubClient.FileMeta head(String repo, String commit, String file) throws IOException {

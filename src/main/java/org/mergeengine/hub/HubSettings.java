@@ -37,14 +37,6 @@ public record HubSettings(URI endpoint, String token, Path cacheDir, boolean off
         return new HubSettings(URI.create(ep), token, cache, offline, Duration.ofSeconds(30), 5, Duration.ofSeconds(1));
     }
 
-    public HubSettings withBackoff(Duration d) {
-        return new HubSettings(endpoint, token, cacheDir, offline, timeout, retries, d);
-    }
-
-    public HubSettings withTimeout(Duration d) {
-        return new HubSettings(endpoint, token, cacheDir, offline, d, retries, backoff);
-    }
-
     static boolean truthy(String v) {
         return v != null && java.util.Set.of("1", "ON", "YES", "TRUE").contains(v.trim().toUpperCase(Locale.ROOT));
     }

@@ -20,11 +20,6 @@ public final class RepoPaths {
         return true;
     }
 
-    public static String checkRepoId(String s) {
-        if (!isRepoId(s)) throw new HubException("'" + s + "' is neither a local folder nor a valid hub repository id (org/name)");
-        return s;
-    }
-
     /** A file path inside a repository: relative, "/"-separated, no "." or ".." segments, no backslash. */
     public static String checkFile(String repo, String f) {
         boolean ok = !f.isEmpty() && !f.startsWith("/") && !f.contains("\\") && !f.contains("\0") && !f.contains(":");

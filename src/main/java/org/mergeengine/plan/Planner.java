@@ -10,7 +10,6 @@ import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Objects;
 import java.util.Set;
 import org.mergeengine.config.ConfigException;
 import org.mergeengine.config.MergeConfig;
@@ -538,10 +537,5 @@ public final class Planner {
             cur = o;
         }
         cur.put(parts[parts.length - 1], value);
-    }
-
-    @SuppressWarnings("unused")
-    private static boolean eq(Object a, Object b) {
-        return Objects.equals(a, b);
     }
 }

@@ -7,10 +7,9 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
-import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.LinkedHashSet;
 import java.util.Map;
-import java.util.Set;
 import org.mergeengine.config.ConfigException;
 import org.mergeengine.config.MergeConfig;
 import org.mergeengine.config.ModelRef;
@@ -253,16 +252,5 @@ public final class TokenizerMerge {
     private Integer id(ModelRef m, String token, ModelFolder.Located l) {
         Integer id = modelIds.get(m).get(token);
         return id != null && id < l.info().shape()[0] ? id : null;
-    }
-
-    /** For tests: the output token of each id. */
-    public List<String> vocabulary() {
-        return vocab;
-    }
-
-    static Set<String> keys(ObjectNode o) {
-        Set<String> s = new LinkedHashSet<>();
-        o.fieldNames().forEachRemaining(s::add);
-        return s;
     }
 }
