@@ -15,7 +15,7 @@ final class MagnitudeSelector {
     private final boolean largest;
     private final boolean lowIndexFirst;
     /** int counts: half the cache footprint of longs (the increments land at random, so that is what costs). */
-    private int[] hist = new int[65536];
+    private int[] hist; // allocated at the first count: the engine also builds kernels only to ask their properties
     private int bucket;
     private long beyond;        // members strictly beyond the cut bucket, then beyond the exact cut value
     private int cut;            // the magnitude bits at the cut
@@ -46,12 +46,14 @@ final class MagnitudeSelector {
 
     void countHigh(float[] v, int len) {
         if (trivial()) return;
+        if (hist == null) hist = new int[65536];
         int[] h = hist;
         for (int i = 0; i < len; i++) h[key(v[i]) >>> 16]++;
     }
 
     void endHigh() {
         if (trivial()) return;
+        if (hist == null) hist = new int[65536];
         long cum = 0;
         int b = largest ? 65535 : 0;
         int step = largest ? -1 : 1;
