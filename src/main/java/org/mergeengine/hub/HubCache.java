@@ -119,8 +119,26 @@ public final class HubCache {
         Path lock = lockFile(repo, etag);
         Files.createDirectories(lock.getParent());
         try (FileChannel ch = FileChannel.open(lock, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
-             FileLock l = ch.lock()) {
+             FileLock l = acquire(ch, lock)) {
             return body.call();
+        }
+    }
+
+    /**
+     * Polls instead of blocking: file locks belong to the process, so two processes each holding one
+     * blob's lock while another of their threads waits for the other's look like a deadlock to the
+     * kernel (EDEADLK), though no holder ever waits. A holder only downloads, so polling always ends.
+     */
+    private static FileLock acquire(FileChannel ch, Path lock) throws IOException {
+        while (true) {
+            FileLock l = ch.tryLock();
+            if (l != null) return l;
+            try {
+                Thread.sleep(50);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while waiting for " + lock);
+            }
         }
     }
 
