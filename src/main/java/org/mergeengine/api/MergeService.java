@@ -72,20 +72,41 @@ public final class MergeService implements AutoCloseable {
         }
     }
 
-    /** Checks the whole merge first, then downloads what is missing and merges into {@code out}. */
-    public CompletableFuture<Progress> merge(MergeConfig cfg, List<Path> searchDirs, Path out, PlanOptions planOpts, MergeOptions opts) {
+    /** A plan whose inputs are open (in the cache, for hub models); close it when its merge is over. */
+    public record Planned(MergePlan plan, AutoCloseable inputs) implements AutoCloseable {
+        @Override
+        public void close() {
+            try {
+                inputs.close();
+            } catch (Exception ignored) {
+                // input files opened for reading only
+            }
+        }
+    }
+
+    /** Checks the whole merge from headers, then downloads what is missing and plans it on the files. */
+    public CompletableFuture<Planned> plan(MergeConfig cfg, List<Path> searchDirs, PlanOptions planOpts) {
         return CompletableFuture.supplyAsync(() -> {
             check(cfg, searchDirs, planOpts);
-            return resolver(searchDirs, HubModelResolver.Mode.FULL);
-        }, hubIo).thenCompose(r -> {
-            MergePlan plan;
+            HubModelResolver r = resolver(searchDirs, HubModelResolver.Mode.FULL);
             try {
-                plan = Planner.plan(cfg, r, planOpts);
+                return new Planned(Planner.plan(cfg, r, planOpts), r);
             } catch (RuntimeException e) {
                 r.close();
                 throw e;
             }
-            return engine.runAsync(plan, out, opts).whenComplete((p, e) -> r.close());
+        }, hubIo);
+    }
+
+    /** Checks the whole merge first, then downloads what is missing and merges into {@code out}. */
+    public CompletableFuture<Progress> merge(MergeConfig cfg, List<Path> searchDirs, Path out, PlanOptions planOpts, MergeOptions opts) {
+        return plan(cfg, searchDirs, planOpts).thenCompose(p -> {
+            try {
+                return engine.runAsync(p.plan(), out, opts).whenComplete((x, e) -> p.close());
+            } catch (RuntimeException e) {
+                p.close();
+                throw e;
+            }
         });
     }
 

@@ -60,7 +60,11 @@ public final class OutputFolder {
         return parent.resolve("." + out.getFileName() + ".partial-" + planHash.substring(0, 16));
     }
 
-    /** What decides the output bytes: config, layout, every tensor's inputs (files, sizes, times) and parameters. */
+    /**
+     * What decides the output bytes: config, layout, every tensor's inputs and parameters. Inputs
+     * count by content where the name says it (a hub cache blob is named by its hash), else by
+     * path, size and time; so nodes of a cluster, each with its own cache, agree on the hash.
+     */
     public static String planHash(MergePlan plan) {
         StringBuilder sb = new StringBuilder(plan.config().sourceText() == null ? "" : plan.config().sourceText());
         for (org.mergeengine.formats.ShardLayout.Shard s : plan.layout().shards()) {
@@ -69,17 +73,25 @@ public final class OutputFolder {
         for (org.mergeengine.plan.PlannedTensor t : plan.tensors()) {
             sb.append('\n').append(t.name()).append(' ').append(t.context().seed());
             for (org.mergeengine.plan.PlannedTensor.Input in : t.inputs()) {
-                Path f = in.source().file().path();
-                sb.append(' ').append(f).append(':').append(in.source().info().name());
-                try {
-                    sb.append(':').append(Files.size(f)).append(':').append(Files.getLastModifiedTime(f).toMillis());
-                } catch (IOException e) {
-                    sb.append(":?");
-                }
-                if (in.source().delta() != null) sb.append(":lora:").append(in.source().delta().file().path());
+                sb.append(' ').append(fileIdentity(in.source().file().path())).append(':').append(in.source().info().name());
+                if (in.source().delta() != null) sb.append(":lora:").append(fileIdentity(in.source().delta().file().path()));
             }
         }
         return sha256(sb.toString());
+    }
+
+    static String fileIdentity(Path f) {
+        try {
+            Path real = f.toRealPath();
+            long size = Files.size(real);
+            Path parent = real.getParent();
+            if (parent != null && parent.getFileName() != null && parent.getFileName().toString().equals("blobs")) {
+                return "blob:" + real.getFileName() + ":" + size;
+            }
+            return real + ":" + size + ":" + Files.getLastModifiedTime(real).toMillis();
+        } catch (IOException e) {
+            return f + ":?";
+        }
     }
 
     /** Writes everything besides the shards, then moves the folder into place. */

@@ -47,6 +47,11 @@ final class TensorJob {
         return this;
     }
 
+    /** The CRC32 of the bytes this job wrote, in order (complete once {@link #run} has finished). */
+    long crc() {
+        return crc.getValue();
+    }
+
     private Encoded checksum(Encoded e) {
         crc.update(e.bytes().duplicate());
         return e;

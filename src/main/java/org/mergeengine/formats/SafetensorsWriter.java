@@ -110,6 +110,11 @@ public final class SafetensorsWriter implements AutoCloseable {
         this.flusher = executor;
     }
 
+    /** Forces what was written so far to the disk (another process reads it next). */
+    public void force() throws IOException {
+        for (FileChannel ch : channels) ch.force(false);
+    }
+
     /** Flushes every shard to the disk and closes them; after this the files are complete. */
     public void finish() throws IOException {
         for (int i = 0; i < channels.length; i++) {
