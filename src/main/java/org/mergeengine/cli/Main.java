@@ -77,6 +77,13 @@ public final class Main implements Callable<Integer> {
     @Option(names = "--mmap", description = "read inputs through memory-mapped windows instead of positional reads")
     boolean mmap;
 
+    @Option(names = "--cluster", paramLabel = "SEEDS", split = ",",
+            description = "run the merge on a cluster: join through these seed nodes (pekko://merge-engine@host:port) and coordinate from here")
+    List<String> cluster;
+
+    @Option(names = "--cluster-host", paramLabel = "HOST", description = "address the cluster reaches this process at (default: 127.0.0.1 for a local seed, else this host's address)")
+    String clusterHost;
+
     @Option(names = "-v", description = "more output (repeat for more)")
     boolean[] verbose = new boolean[0];
 
@@ -92,6 +99,8 @@ public final class Main implements Callable<Integer> {
     }
 
     public static void main(String[] args) {
+        // Pekko logs while logback starts; SLF4J would otherwise tell the user it replayed those calls.
+        if (System.getProperty("slf4j.internal.verbosity") == null) System.setProperty("slf4j.internal.verbosity", "ERROR");
         System.exit(run(args, System.out, System.err));
     }
 
@@ -101,7 +110,8 @@ public final class Main implements Callable<Integer> {
         Object command = sub.equals("extract-lora") ? new ExtractLoraCommand(stderr)
                 : sub.equals("bench") ? new BenchCommand(stdout, stderr)
                 : sub.equals("cache") ? new CacheCommand(stdout)
-                : sub.equals("multi") ? new MultiCommand(stderr) : new Main(stdout, stderr);
+                : sub.equals("multi") ? new MultiCommand(stderr)
+                : sub.equals("node") ? new NodeCommand(stdout) : new Main(stdout, stderr);
         if (!(command instanceof Main)) args = java.util.Arrays.copyOfRange(args, 1, args.length);
         CommandLine cl = new CommandLine(command);
         cl.setCaseInsensitiveEnumValuesAllowed(true);
@@ -141,6 +151,7 @@ public final class Main implements Callable<Integer> {
 
         if (mmap) System.setProperty(org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY, "true");
         HubSettings hub = HubSettings.fromEnvironment(System.getenv(), cacheDir, offline);
+        if (cluster != null && !cluster.isEmpty()) return clusterRun(hub, shard, budget);
         // The actor system takes a noticeable part of a second to start: start it while the config is read.
         java.util.concurrent.CompletableFuture<MergeService> starting = java.util.concurrent.CompletableFuture.supplyAsync(() -> new MergeService(hub));
         try {
@@ -190,6 +201,57 @@ public final class Main implements Callable<Integer> {
                         p.tensorsTotal(), Sizes.human(plan.inputBytes()), Sizes.human(plan.outputBytes()), secs, outDir));
             }
             return 0;
+        }
+    }
+
+    /** Joins the cluster as a node, coordinates the merge from here and leaves when it is done. */
+    private int clusterRun(HubSettings hub, long shard, long budget) {
+        if (dryRun) throw MergeException.user("--dry-run plans locally; run it without --cluster");
+        String text;
+        try {
+            text = java.nio.file.Files.readString(config);
+        } catch (java.io.IOException e) {
+            throw MergeException.user(config + ": cannot read the config (" + e.getMessage() + ")");
+        }
+        Path outDir = (out != null ? out : Path.of("merged", stem(config))).toAbsolutePath();
+        int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
+        java.util.List<org.mergeengine.engine.Device> devices = new java.util.ArrayList<>();
+        for (int i = 0; i < lanes; i++) devices.add(org.mergeengine.engine.Device.cpu(i));
+        String host = clusterHost != null ? clusterHost : localHostFor(cluster.get(0));
+        org.mergeengine.cluster.MergeNode.Settings settings = new org.mergeengine.cluster.MergeNode.Settings(host, 0, cluster, devices, budget, hub, 1,
+                com.typesafe.config.ConfigFactory.empty());
+        List<Path> search = List.of(Path.of("").toAbsolutePath(), config.toAbsolutePath().getParent());
+        org.mergeengine.cluster.MergeNode.Request request = new org.mergeengine.cluster.MergeNode.Request(text, search, outDir,
+                new PlanOptions(seed, shard, allowCrimes), chunkElements, copyTokenizer, writeModelCard);
+        try (org.mergeengine.cluster.MergeNode node = org.mergeengine.cluster.MergeNode.start(settings)) {
+            if (!quiet) stderr.println("joined the cluster as " + node.address() + " (" + node.members().size() + " members)");
+            long t0 = System.nanoTime();
+            org.mergeengine.cluster.Submission s = node.submit(request);
+            if (!quiet) s.onProgress(new ProgressPrinter(stderr, System.console() != null));
+            Progress p;
+            try {
+                p = s.result().join();
+            } catch (java.util.concurrent.CompletionException e) {
+                if (e.getCause() instanceof RuntimeException re) throw re;
+                throw e;
+            }
+            if (p.resumedParts() > 0) stderr.println("resumed an interrupted run: " + p.resumedParts() + " finished part(s) were verified and kept");
+            if (!quiet) {
+                stderr.println(String.format(Locale.ROOT, "merged %d tensors on %d lane(s) in %.2fs into %s", p.tensorsTotal(), p.tasksByLane().size(),
+                        (System.nanoTime() - t0) / 1e9, outDir));
+            }
+            return 0;
+        }
+    }
+
+    static String localHostFor(String seed) {
+        String s = seed.contains("@") ? seed.substring(seed.indexOf('@') + 1) : seed;
+        String h = s.contains(":") ? s.substring(0, s.lastIndexOf(':')) : s;
+        if (h.equals("127.0.0.1") || h.equals("localhost")) return "127.0.0.1";
+        try {
+            return java.net.InetAddress.getLocalHost().getHostAddress();
+        } catch (java.net.UnknownHostException e) {
+            return "127.0.0.1";
         }
     }
 
