@@ -87,9 +87,13 @@ public final class HttpFrontend implements AutoCloseable {
             return;
         }
         String yaml = new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8);
-        Path base = Path.of(q.getOrDefault("dir", "")).toAbsolutePath();
+        Path cwd = Path.of("").toAbsolutePath();
         try {
-            MergeNode.Request r = MergeNode.Request.of(yaml, base, base.resolve(out));
+            MergeNode.Request r = MergeNode.Request.of(yaml, cwd, cwd.resolve(out));
+            if (q.containsKey("dir")) {
+                r = new MergeNode.Request(yaml, java.util.List.of(cwd, cwd.resolve(q.get("dir"))), r.out(), r.planOptions(), r.chunkElements(),
+                        r.copyTokenizer(), r.writeModelCard());
+            }
             if (q.containsKey("out_shard_size") || q.containsKey("random_seed") || q.containsKey("allow_crimes")) {
                 org.mergeengine.plan.PlanOptions d = org.mergeengine.plan.PlanOptions.defaults();
                 r = r.withPlanOptions(new org.mergeengine.plan.PlanOptions(number(q, "random_seed", d.seed()), number(q, "out_shard_size", d.outShardSize()),

@@ -51,6 +51,17 @@ class ExamplesTest {
     }
 
     @Test
+    void configFolderCopiesAreTheBuiltInDefaults() throws Exception {
+        String[][] pairs = {{"config/logback.xml", "logback.xml"}, {"config/application.conf", "application.conf"},
+            {"config/cluster.conf", "merge-engine-cluster.conf"}};
+        for (String[] p : pairs) {
+            try (java.io.InputStream in = getClass().getClassLoader().getResourceAsStream(p[1])) {
+                assertArrayEquals(in.readAllBytes(), Files.readAllBytes(Path.of(p[0])), p[0] + " is documented as a copy of the built-in " + p[1]);
+            }
+        }
+    }
+
+    @Test
     void shippedModelsAreWhatTheGeneratorWrites() throws Exception {
         ExampleModels.write(tmp.resolve("models"));
         for (String m : new String[] {"base", "ft1", "ft2"}) {

@@ -117,8 +117,8 @@ class ClusterProcessTest {
 
             String q = "&dir=" + java.net.URLEncoder.encode(dir.toString(), StandardCharsets.UTF_8);
             q += "&out_shard_size=4000000";
-            var first = post(client, base + "/merges?out=first" + q, yaml);
-            var second = post(client, base + "/merges?out=second" + q, yaml);
+            var first = post(client, base + "/merges?out=" + dir.resolve("first") + q, yaml);
+            var second = post(client, base + "/merges?out=" + dir.resolve("second") + q, yaml);
             assertEquals(202, first.statusCode(), first.body());
             String id = org.mergeengine.formats.Json.MAPPER.readTree(second.body()).get("id").asText();
             List<String> seen = new ArrayList<>();
