@@ -30,6 +30,17 @@ public final class TestSupport {
         return out;
     }
 
+    /** Lines in the journal of the temporary folder of output {@code out} (finished parts so far), 0 before it exists. */
+    public static long journalLines(Path parent, String out) throws java.io.IOException {
+        try (java.util.stream.Stream<Path> s = java.nio.file.Files.list(parent)) {
+            for (Path p : s.filter(p -> p.getFileName().toString().startsWith("." + out + ".partial-")).toList()) {
+                Path j = p.resolve(".merge-journal");
+                if (java.nio.file.Files.exists(j)) return java.nio.file.Files.readString(j).lines().count();
+            }
+        }
+        return 0;
+    }
+
     /** The shared folder beside the checkout (specs and golden cases), as surefire passes it. */
     public static Path shared() {
         return Path.of(System.getProperty("merge.engine.shared", "../shared")).toAbsolutePath().normalize();

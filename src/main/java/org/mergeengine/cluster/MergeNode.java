@@ -127,6 +127,8 @@ public final class MergeNode implements AutoCloseable {
 
     private enum Stop { INSTANCE }
 
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+
     private final org.apache.pekko.actor.typed.ActorRef<Stop> lanes;
 
     /** The Pekko settings of a node: the given ones over the cluster defaults over application.conf. */
@@ -285,6 +287,7 @@ public final class MergeNode implements AutoCloseable {
     /** Leaves the cluster (this node's unfinished tasks go back to their coordinators) and stops. */
     @Override
     public void close() {
+        if (closed.getAndSet(true)) return;
         lanes.tell(Stop.INSTANCE);
         if (ownsSystem) {
             system.terminate();

@@ -66,16 +66,6 @@ class ClusterProcessTest {
         }
     }
 
-    static long journalLines(Path parent) throws Exception {
-        try (Stream<Path> s = Files.list(parent)) {
-            for (Path p : s.filter(p -> p.getFileName().toString().startsWith(".out.partial-")).toList()) {
-                Path j = p.resolve(".merge-journal");
-                if (Files.exists(j)) return Files.readString(j).lines().count();
-            }
-        }
-        return 0;
-    }
-
     @Test
     void separateProcessesMergeToTheSameBytesAndSurviveASigkilledNode() throws Exception {
         String yaml = writeModels(dir);
@@ -89,7 +79,7 @@ class ClusterProcessTest {
         Process cli = java(cliLog, "ties.yaml", "out", "--cluster", seed, "--workers", "1", "--out-shard-size", "4000000",
                 "--chunk-elements", String.valueOf(CHUNK), "--cache-dir", dir.resolve("cache-cli").toString(), "--offline", "--quiet");
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-        while (journalLines(dir) < 6) {
+        while (org.mergeengine.TestSupport.journalLines(dir, "out") < 6) {
             assertTrue(System.nanoTime() < deadline && cli.isAlive(), () -> "the merge did not start: " + read(cliLog));
             Thread.sleep(5);
         }

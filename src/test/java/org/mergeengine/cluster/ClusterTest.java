@@ -59,7 +59,7 @@ class ClusterTest {
         String yaml = writeModels(dir);
         Path ref = reference(yaml, dir);
         MergeNode a = add(node(dir.resolve("cache-a"), List.of(), Duration.ofMillis(40), 1, "a"));
-        MergeNode b = new MergeNode[] {node(dir.resolve("cache-b"), List.of(a.address()), Duration.ofMillis(40), 2, "b")}[0];
+        MergeNode b = add(node(dir.resolve("cache-b"), List.of(a.address()), Duration.ofMillis(40), 2, "b"));
         MergeNode c = add(node(dir.resolve("cache-c"), List.of(a.address()), Duration.ofMillis(40), 1, "c"));
         waitForMembers(a, 3);
         CountDownLatch bWorked = new CountDownLatch(1);
@@ -95,7 +95,7 @@ class ClusterTest {
         String yaml = writeModels(dir);
         Path ref = reference(yaml, dir);
         MergeNode b = add(node(dir.resolve("cache-b"), List.of(), Duration.ofMillis(60), 1, "b"));
-        MergeNode a = node(dir.resolve("cache-a"), List.of(b.address()), Duration.ofMillis(60), 1, "a");
+        MergeNode a = add(node(dir.resolve("cache-a"), List.of(b.address()), Duration.ofMillis(60), 1, "a"));
         waitForMembers(b, 2);
         CountDownLatch some = new CountDownLatch(8);
         Submission s = a.submit(request(yaml, dir, dir.resolve("out")));

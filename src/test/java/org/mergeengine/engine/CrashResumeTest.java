@@ -27,16 +27,6 @@ class CrashResumeTest {
                 .redirectErrorStream(true).redirectOutput(dir.resolve("child-" + System.nanoTime() + ".log").toFile()).start();
     }
 
-    static long journalLines(Path parent) throws Exception {
-        try (Stream<Path> s = Files.list(parent)) {
-            for (Path p : s.filter(p -> p.getFileName().toString().startsWith(".out.partial-")).toList()) {
-                Path j = p.resolve(".merge-journal");
-                if (Files.exists(j)) return Files.readString(j).lines().count();
-            }
-        }
-        return 0;
-    }
-
     static List<Path> files(Path d) throws Exception {
         try (Stream<Path> s = Files.list(d)) {
             return s.filter(p -> p.getFileName().toString().endsWith(".safetensors") || p.getFileName().toString().endsWith(".index.json")).sorted().toList();
@@ -60,7 +50,7 @@ class CrashResumeTest {
             Process p = start(cfg, out);
             boolean killed = false;
             while (p.isAlive()) {
-                if (journalLines(work) >= killAfter) {
+                if (org.mergeengine.TestSupport.journalLines(work, "out") >= killAfter) {
                     p.destroyForcibly(); // SIGKILL: no shutdown hook, no cleanup
                     killed = p.waitFor() != 0; // a run that completed just before the signal landed was not killed
                     break;
