@@ -59,6 +59,12 @@ public final class Main implements Callable<Integer> {
     @Option(names = {"--multigpu", "--multi-gpu"}, description = "one worker per device (CPU lanes on machines without a GPU backend)")
     boolean multigpu;
 
+    @Option(names = "--backend", paramLabel = "NAME", description = "java (default) or djl: compute linear, task_arithmetic and slerp with PyTorch through DJL")
+    String backend = "java";
+
+    @Option(names = "--cuda", description = "run the DJL backend on CUDA devices (one GPU; all of them with --multigpu); implies --backend djl")
+    boolean cuda;
+
     @Option(names = "--dry-run", description = "print the plan (tensors, bytes, memory estimate) and write nothing")
     boolean dryRun;
 
@@ -168,10 +174,11 @@ public final class Main implements Callable<Integer> {
         if (!dryRun) OutputFolder.check(outDir);
         List<Path> search = List.of(Path.of("").toAbsolutePath(), config.toAbsolutePath().getParent());
         int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
-        if (multigpu && workers == null) {
-            stderr.println("note: no GPU backend in this build; --multigpu runs one worker per CPU lane (" + lanes + ")");
-        }
         MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null);
+        if (!dryRun) {
+            List<org.mergeengine.engine.Device> devices = devices(lanes);
+            if (devices != null) opts = opts.withDevices(devices);
+        }
         PlanOptions planOpts = new PlanOptions(seed, shard, allowCrimes);
         {
             MergeService service = starting.join();
@@ -202,6 +209,17 @@ public final class Main implements Callable<Integer> {
             }
             return 0;
         }
+    }
+
+    /** The lanes' devices for --backend/--cuda/--multigpu, or null for plain CPU lanes. */
+    private List<org.mergeengine.engine.Device> devices(int lanes) {
+        boolean djl = cuda || backend.equalsIgnoreCase("djl");
+        if (!djl && !backend.equalsIgnoreCase("java")) throw MergeException.user("--backend must be java or djl, not '" + backend + "'");
+        if (cuda) return org.mergeengine.djl.DjlDevice.cuda(multigpu ? 0 : 1);
+        if (multigpu && workers == null) {
+            stderr.println("note: --multigpu without --cuda runs one worker per CPU lane (" + lanes + ")");
+        }
+        return djl ? org.mergeengine.djl.DjlDevice.cpu(lanes) : null;
     }
 
     /** Joins the cluster as a node, coordinates the merge from here and leaves when it is done. */

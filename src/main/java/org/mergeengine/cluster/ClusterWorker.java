@@ -65,7 +65,7 @@ final class ClusterWorker {
                         Job job = active.get(a.jobId());
                         if (job == null || job.prepared == null) return Behaviors.same();
                         long t0 = System.nanoTime();
-                        CompletionStage<Long> crc = job.prepared.runner().run(a.tensor(), a.from(), a.to(), mat);
+                        CompletionStage<Long> crc = job.prepared.runner().run(a.tensor(), a.from(), a.to(), device, mat);
                         crc = crc.thenCompose(c -> {
                             long extra = device.extraAfter(System.nanoTime() - t0).toNanos();
                             if (extra == 0) return CompletableFuture.completedFuture(c);

@@ -10,6 +10,11 @@ import java.time.Duration;
 public interface Device {
     String name();
 
+    /** The kernel this device runs for a tensor; the Java kernel unless the device has its own for the method. */
+    default org.mergeengine.methods.TensorKernel kernel(org.mergeengine.plan.PlannedTensor t) {
+        return t.method().kernel(t.context());
+    }
+
     /** Time the device adds after a task that took {@code nanos} of work (none for real devices). */
     default Duration extraAfter(long nanos) {
         return Duration.ZERO;

@@ -49,12 +49,12 @@ public final class TaskRunner implements AutoCloseable {
     }
 
     /** Runs elements [from, to) of tensor number {@code tensor}; completes with the CRC32 of the bytes written. */
-    public CompletionStage<Long> run(int tensor, long from, long to, Materializer mat) {
+    public CompletionStage<Long> run(int tensor, long from, long to, Device device, Materializer mat) {
         TensorJob job;
         CompletionStage<org.apache.pekko.Done> done;
         try {
             job = new TensorJob(plan.tensors().get(tensor), from, to, writer, chunkElements, retainBytes, io, pool);
-            done = job.run(mat);
+            done = job.on(device).run(mat);
         } catch (RuntimeException e) {
             return CompletableFuture.failedFuture(e);
         }

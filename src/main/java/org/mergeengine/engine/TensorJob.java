@@ -41,6 +41,14 @@ final class TensorJob {
     private final java.util.zip.CRC32 crc = new java.util.zip.CRC32();
     private Journal journal;
 
+    private Device device = Device.cpu(0);
+
+    /** Runs the kernel that {@code d} provides for the tensor. */
+    TensorJob on(Device d) {
+        this.device = d;
+        return this;
+    }
+
     /** Records the finished part in the journal (with the CRC32 of its bytes, in order). */
     TensorJob journal(Journal j) {
         this.journal = j;
@@ -115,7 +123,7 @@ final class TensorJob {
     }
 
     CompletionStage<Done> run(Materializer mat) {
-        TensorKernel kernel = tensor.method().kernel(tensor.context());
+        TensorKernel kernel = device.kernel(tensor);
         long n = tensor.numel();
         long chunk = chunkLength(tensor, kernel, chunkElements);
         if (chunk > Integer.MAX_VALUE - 16) {

@@ -17,7 +17,6 @@ import org.mergeengine.plan.PlannedTensor;
 final class Worker {
     interface Command {}
 
-    /** A tensor to merge. */
     /** Elements [from, to) of a tensor to merge. */
     record Assign(int taskId, PlannedTensor tensor, long from, long to) implements Command {}
 
@@ -38,7 +37,7 @@ final class Worker {
                         CompletionStage<Done> done;
                         long t0 = System.nanoTime();
                         try {
-                            done = new TensorJob(a.tensor(), a.from(), a.to(), writer, chunkElements, retainBytes, io, pool).journal(journal).run(mat);
+                            done = new TensorJob(a.tensor(), a.from(), a.to(), writer, chunkElements, retainBytes, io, pool).journal(journal).on(device).run(mat);
                         } catch (RuntimeException e) {
                             done = java.util.concurrent.CompletableFuture.failedFuture(e);
                         }

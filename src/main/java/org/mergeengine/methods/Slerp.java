@@ -25,47 +25,62 @@ public final class Slerp implements MergeMethod {
     @Override
     public TensorKernel kernel(KernelContext ctx) {
         if (ctx.inputCount() == 1) return Copy.of(0);
-        int b = ctx.baseIndex(), o = ctx.others()[0];
-        double t = ctx.global("t");
-        return new TensorKernel() {
-            double n0, n1, dot;
-            float c0, c1;
+        return new Kernel(ctx.baseIndex(), ctx.others()[0], ctx.global("t"));
+    }
 
-            @Override public int reductionPasses() { return 1; }
+    /** The kernel; its two coefficients are public so that another backend can apply them. */
+    public static final class Kernel implements TensorKernel {
+        private final int b, o;
+        private final double t;
+        private double n0, n1, dot;
+        private float c0, c1;
 
-            @Override
-            public void reduce(int pass, Chunk c) {
-                float[] v0 = c.in[b], v1 = c.in[o];
-                double a = 0, bb = 0, d = 0;
-                for (int j = 0; j < c.length; j++) {
-                    a += v0[j] * (double) v0[j];
-                    bb += v1[j] * (double) v1[j];
-                    d += v0[j] * (double) v1[j];
-                }
-                n0 += a;
-                n1 += bb;
-                dot += d;
+        Kernel(int b, int o, double t) {
+            this.b = b;
+            this.o = o;
+            this.t = t;
+        }
+
+        public int base() { return b; }
+        public int other() { return o; }
+        /** The coefficient of the base in R = c0 v0 + c1 v1 (valid after the reduction pass). */
+        public float c0() { return c0; }
+        public float c1() { return c1; }
+
+        @Override public int reductionPasses() { return 1; }
+
+        @Override
+        public void reduce(int pass, Chunk c) {
+            float[] v0 = c.in[b], v1 = c.in[o];
+            double a = 0, bb = 0, d = 0;
+            for (int j = c.offset; j < c.offset + c.length; j++) {
+                a += v0[j] * (double) v0[j];
+                bb += v1[j] * (double) v1[j];
+                d += v0[j] * (double) v1[j];
             }
+            n0 += a;
+            n1 += bb;
+            dot += d;
+        }
 
-            @Override
-            public void endPass(int pass) {
-                double l0 = Math.sqrt(n0), l1 = Math.sqrt(n1);
-                double d = dot / ((l0 > 1e-8 ? l0 : 1) * (l1 > 1e-8 ? l1 : 1));
-                if (Math.abs(d) > 0.9995) {
-                    c0 = (float) (1 - t);
-                    c1 = (float) t;
-                } else {
-                    double theta = Math.acos(d), s = Math.sin(theta);
-                    c0 = (float) (Math.sin((1 - t) * theta) / s);
-                    c1 = (float) (Math.sin(t * theta) / s);
-                }
+        @Override
+        public void endPass(int pass) {
+            double l0 = Math.sqrt(n0), l1 = Math.sqrt(n1);
+            double d = dot / ((l0 > 1e-8 ? l0 : 1) * (l1 > 1e-8 ? l1 : 1));
+            if (Math.abs(d) > 0.9995) {
+                c0 = (float) (1 - t);
+                c1 = (float) t;
+            } else {
+                double theta = Math.acos(d), s = Math.sin(theta);
+                c0 = (float) (Math.sin((1 - t) * theta) / s);
+                c1 = (float) (Math.sin(t * theta) / s);
             }
+        }
 
-            @Override
-            public void compute(Chunk c, float[] out) {
-                float[] v0 = c.in[b], v1 = c.in[o];
-                for (int j = 0; j < c.length; j++) out[j] = c0 * v0[j] + c1 * v1[j];
-            }
-        };
+        @Override
+        public void compute(Chunk c, float[] out) {
+            float[] v0 = c.in[b], v1 = c.in[o];
+            for (int j = 0; j < c.length; j++) out[j] = c0 * v0[c.offset + j] + c1 * v1[c.offset + j];
+        }
     }
 }
