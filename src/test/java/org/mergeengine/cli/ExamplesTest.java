@@ -59,6 +59,9 @@ class ExamplesTest {
                 assertArrayEquals(in.readAllBytes(), Files.readAllBytes(Path.of(p[0])), p[0] + " is documented as a copy of the built-in " + p[1]);
             }
         }
+        // logback reports a malformed file only on stderr at start, so parse it here.
+        javax.xml.parsers.DocumentBuilderFactory.newInstance().newDocumentBuilder().parse(Path.of("config/logback.xml").toFile());
+        com.typesafe.config.ConfigFactory.parseFile(Path.of("config/cluster.conf").toFile()).resolve();
     }
 
     @Test
