@@ -65,6 +65,23 @@ public final class MergeService implements AutoCloseable {
         }
     }
 
+    /** True when every model (and adapter) the config names is a local folder: nothing to fetch from the hub. */
+    public static boolean allLocal(MergeConfig cfg, List<Path> searchDirs) {
+        LocalModelResolver local = new LocalModelResolver(searchDirs);
+        List<org.mergeengine.config.ModelRef> refs = new java.util.ArrayList<>(cfg.referencedModels());
+        if (cfg.tokenizer() != null) {
+            if (cfg.tokenizer().sourceModel() != null) refs.add(cfg.tokenizer().sourceModel());
+            if (cfg.tokenizer().tokens() != null) {
+                for (MergeConfig.TokenSpec t : cfg.tokenizer().tokens().values()) if (t.model() != null) refs.add(t.model());
+            }
+        }
+        for (org.mergeengine.config.ModelRef r : refs) {
+            if (local.locate(r.withoutLora()) == null) return false;
+            if (r.hasLora() && local.locate(new org.mergeengine.config.ModelRef(r.loraPath(), r.loraRevision(), null, null)) == null) return false;
+        }
+        return true;
+    }
+
     /** The plan from headers alone: downloads config, index, tokenizer and adapter files, no weights. */
     public MergePlan check(MergeConfig cfg, List<Path> searchDirs, PlanOptions opts) {
         try (HubModelResolver r = resolver(searchDirs, HubModelResolver.Mode.HEADERS)) {

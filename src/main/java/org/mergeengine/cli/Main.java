@@ -142,9 +142,6 @@ public final class Main implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        String level = quiet ? "ERROR" : verbose.length == 0 ? "WARN" : verbose.length == 1 ? "INFO" : "DEBUG";
-        ((ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME))
-                .setLevel(ch.qos.logback.classic.Level.toLevel(level));
         long shard, budget;
         try {
             shard = Sizes.parse(outShardSize);
@@ -157,22 +154,41 @@ public final class Main implements Callable<Integer> {
 
         if (mmap) System.setProperty(org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY, "true");
         HubSettings hub = HubSettings.fromEnvironment(System.getenv(), cacheDir, offline);
-        if (cluster != null && !cluster.isEmpty()) return clusterRun(hub, shard, budget);
-        // The actor system takes a noticeable part of a second to start: start it while the config is read.
-        java.util.concurrent.CompletableFuture<MergeService> starting = java.util.concurrent.CompletableFuture.supplyAsync(() -> new MergeService(hub));
+        if (cluster != null && !cluster.isEmpty()) {
+            setLogLevel();
+            return clusterRun(hub, shard, budget);
+        }
+        MergeConfig cfg = ConfigParser.parseFile(config);
+        Planner.checkConfig(cfg);
+        List<Path> search = List.of(Path.of("").toAbsolutePath(), config.toAbsolutePath().getParent());
+        boolean local = MergeService.allLocal(cfg, search);
+        // The actor system takes most of a second to start on a small machine: it starts while
+        // logging starts and the merge is planned. A dry run of local models needs no actors.
+        java.util.concurrent.CompletableFuture<MergeService> starting = dryRun && local ? null
+                : java.util.concurrent.CompletableFuture.supplyAsync(() -> new MergeService(hub));
+        setLogLevel();
         try {
-            return plannedRun(starting, hub, shard, budget);
+            return plannedRun(starting, cfg, search, local, shard, budget);
         } finally {
-            starting.thenAccept(MergeService::close).exceptionally(e -> null).join();
+            if (starting != null) starting.thenAccept(MergeService::close).exceptionally(e -> null).join();
         }
     }
 
-    private int plannedRun(java.util.concurrent.CompletableFuture<MergeService> starting, HubSettings hub, long shard, long budget) {
-        MergeConfig cfg = ConfigParser.parseFile(config);
-        Planner.checkConfig(cfg);
+    private void setLogLevel() {
+        String level = quiet ? "ERROR" : verbose.length == 0 ? "WARN" : verbose.length == 1 ? "INFO" : "DEBUG";
+        ((ch.qos.logback.classic.Logger) org.slf4j.LoggerFactory.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME))
+                .setLevel(ch.qos.logback.classic.Level.toLevel(level));
+    }
+
+    /**
+     * Plans, then merges. Models that are all local folders are planned once, on their files, while
+     * the actor system starts; a config naming hub models is first checked from headers alone (so
+     * no weight is downloaded for a config with a mistake), then planned again on the downloaded files.
+     */
+    private int plannedRun(java.util.concurrent.CompletableFuture<MergeService> starting, MergeConfig cfg, List<Path> search, boolean local,
+                           long shard, long budget) {
         Path outDir = out != null ? out : Path.of("merged", stem(config));
         if (!dryRun) OutputFolder.check(outDir);
-        List<Path> search = List.of(Path.of("").toAbsolutePath(), config.toAbsolutePath().getParent());
         int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
         MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null);
         if (!dryRun) {
@@ -180,9 +196,10 @@ public final class Main implements Callable<Integer> {
             if (devices != null) opts = opts.withDevices(devices);
         }
         PlanOptions planOpts = new PlanOptions(seed, shard, allowCrimes);
-        {
-            MergeService service = starting.join();
-            MergePlan plan = service.check(cfg, search, planOpts);
+        long t0 = System.nanoTime();
+        org.mergeengine.plan.LocalModelResolver resolver = local ? new org.mergeengine.plan.LocalModelResolver(search) : null;
+        try {
+            MergePlan plan = local ? Planner.plan(cfg, resolver, planOpts) : starting.join().check(cfg, search, planOpts);
             for (String w : plan.warnings()) {
                 if (verbose.length > 0 || !w.startsWith("base model")) stderr.println("warning: " + w);
             }
@@ -192,14 +209,18 @@ public final class Main implements Callable<Integer> {
             }
             boolean terminal = System.console() != null;
             if (!quiet) opts = opts.withProgress(new ProgressPrinter(stderr, terminal));
-            long t0 = System.nanoTime();
+            MergeService service = starting.join();
             Progress p;
-            try {
-                p = service.merge(cfg, search, outDir, planOpts, opts).join();
-            } catch (java.util.concurrent.CompletionException e) {
-                Throwable c = e.getCause();
-                if (c instanceof RuntimeException re) throw re;
-                throw e;
+            if (local) {
+                p = service.engine().run(plan, outDir, opts);
+            } else {
+                try {
+                    p = service.merge(cfg, search, outDir, planOpts, opts).join();
+                } catch (java.util.concurrent.CompletionException e) {
+                    Throwable c = e.getCause();
+                    if (c instanceof RuntimeException re) throw re;
+                    throw e;
+                }
             }
             double secs = (System.nanoTime() - t0) / 1e9;
             if (p.resumedParts() > 0) stderr.println("resumed an interrupted run: " + p.resumedParts() + " finished part(s) were verified and kept");
@@ -208,6 +229,8 @@ public final class Main implements Callable<Integer> {
                         p.tensorsTotal(), Sizes.human(plan.inputBytes()), Sizes.human(plan.outputBytes()), secs, outDir));
             }
             return 0;
+        } finally {
+            if (resolver != null) resolver.close();
         }
     }
 
