@@ -111,6 +111,29 @@ class ClusterTest {
         assertSameModel(ref, dir.resolve("out"));
     }
 
+    @Test
+    void anApplicationsOwnActorSystemBecomesANode() throws Exception {
+        String yaml = writeModels(dir);
+        Path ref = reference(yaml, dir);
+        MergeNode.Settings settings = MergeNode.Settings.local(2, List.of()).withExtra(FAST)
+                .withHub(org.mergeengine.hub.HubSettings.fromEnvironment(java.util.Map.of(), dir.resolve("cache"), true));
+        org.apache.pekko.actor.typed.ActorSystem<Void> system = org.apache.pekko.actor.typed.ActorSystem.create(
+                org.apache.pekko.actor.typed.javadsl.Behaviors.empty(), "merge-engine", MergeNode.config(settings));
+        try {
+            MergeNode n = add(MergeNode.attach(system, settings));
+            List<Progress> events = new java.util.concurrent.CopyOnWriteArrayList<>();
+            java.util.concurrent.CompletionStage<Progress> done = n.submit(request(yaml, dir, dir.resolve("out"))).onProgress(events::add).result();
+            Progress p = done.toCompletableFuture().get(120, TimeUnit.SECONDS);
+            assertSameModel(ref, dir.resolve("out"));
+            assertFalse(events.isEmpty(), "progress events arrived");
+            assertEquals(p.tensorsTotal(), events.get(events.size() - 1).tensorsDone());
+            assertFalse(system.whenTerminated().isCompleted(), "the caller's actor system is the caller's to stop");
+        } finally {
+            system.terminate();
+            system.getWhenTerminated().toCompletableFuture().get(60, TimeUnit.SECONDS);
+        }
+    }
+
     static void waitForMembers(MergeNode n, int count) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (n.members().size() < count) {
