@@ -58,6 +58,8 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
     private final Set<ActorRef<Protocol.ToWorker>> ready = new HashSet<>();
     private final Deque<ActorRef<Protocol.ToWorker>> idle = new ArrayDeque<>();
     private final Map<String, String> declined = new LinkedHashMap<>();
+    /** Lanes that declined, failed a task or left: never offered this merge again. */
+    private final Set<ActorRef<Protocol.ToWorker>> declinedRef = new HashSet<>();
     private final int[] partsLeft;
     private final int[] attempts;
     private final Map<String, Integer> byLane = new TreeMap<>();
@@ -188,8 +190,6 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
         }
         return this;
     }
-
-    private final Set<ActorRef<Protocol.ToWorker>> declinedRef = new HashSet<>();
 
     /** The lane takes no part any more: its running tasks go back to the front of the queue. */
     private void forget(ActorRef<Protocol.ToWorker> w) {

@@ -224,8 +224,15 @@ public final class MergeNode implements AutoCloseable {
         Planner.checkConfig(cfg);
         OutputFolder.check(r.out());
         Submission s = new Submission("m-" + nodeNumber + "-" + ids.incrementAndGet(), r);
-        submissions.put(s.id(), s);
         synchronized (this) {
+            // Two merges into one folder would share its temporary folder.
+            for (Submission other : submissions.values()) {
+                if (other.out().equals(r.out()) && (other.state() == Submission.State.QUEUED || other.state() == Submission.State.RUNNING)) {
+                    throw MergeException.user("merge " + other.id() + " into " + r.out() + " is already " + other.state().name().toLowerCase(java.util.Locale.ROOT)
+                            + " on this node; wait for it, or choose another output folder");
+                }
+            }
+            submissions.put(s.id(), s);
             queued.add(s);
         }
         startQueued();

@@ -159,7 +159,7 @@ final class TensorJob {
         return recorded(stage.thenCompose(d -> Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
                 .map(c -> checksum(computeAndEncode(kernel, c)))
-                .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
+                .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                 .runWith(Sink.ignore(), mat)));
     }
 
@@ -197,7 +197,7 @@ final class TensorJob {
                     }
                     return Source.from(chunks)
                             .map(c -> checksum(computeAndEncode(kernel, c)))
-                            .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
+                            .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                             .runWith(Sink.ignore(), mat);
                 });
     }
@@ -214,7 +214,7 @@ final class TensorJob {
         return Source.from(ranges)
                 .mapAsync(PREFETCH, r -> CompletableFuture.supplyAsync(() -> new Encoded(r[0] * es, InputReader.readBytes(in, r[0] * es, (int) (r[1] * es))), io))
                 .map(this::checksum)
-                .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), io))
+                .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                 .runWith(Sink.ignore(), mat);
     }
 

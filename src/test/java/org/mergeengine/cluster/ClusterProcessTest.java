@@ -110,6 +110,9 @@ class ClusterProcessTest {
             var first = post(client, base + "/merges?out=" + dir.resolve("first") + q, yaml);
             var second = post(client, base + "/merges?out=" + dir.resolve("second") + q, yaml);
             assertEquals(202, first.statusCode(), first.body());
+            var clash = post(client, base + "/merges?out=" + dir.resolve("first") + q, yaml);
+            assertEquals(400, clash.statusCode(), "a second merge into a folder being written: " + clash.body());
+            assertTrue(clash.body().contains("already"), clash.body());
             String id = org.mergeengine.formats.Json.MAPPER.readTree(second.body()).get("id").asText();
             List<String> seen = new ArrayList<>();
             List<Double> fractions = new ArrayList<>();
