@@ -43,6 +43,12 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--mmap", description = "merges read inputs through mmap instead of positional reads")
     boolean mmap;
 
+    @Option(names = "--against", paramLabel = "JAR", description = "an earlier build's jar: each merge also runs with it, right after, and a merge more than 15% slower than it fails the run (instead of the baseline)")
+    Path against;
+
+    @Option(names = "--repeat", paramLabel = "N", description = "run each merge N times (alternating with --against's) and keep the fastest (default 1)")
+    int repeat = 1;
+
     private final PrintStream out;
 
     BenchCommand(PrintStream out, PrintStream err) {
@@ -57,9 +63,11 @@ final class BenchCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw MergeException.user(e.getMessage());
         }
+        if (against != null && !java.nio.file.Files.isRegularFile(against)) throw MergeException.user("--against " + against + ": no such jar");
+        if (repeat < 1) throw MergeException.user("--repeat must be at least 1");
         List<Integer> w = workers != null ? workers : Runtime.getRuntime().availableProcessors() > 1
                 ? List.of(1, Runtime.getRuntime().availableProcessors()) : List.of(1);
-        int bad = new Bench(new Bench.Options(bytes, methods, w, cold, xmx, work, results, baseline, updateBaseline, mmap, List.of()), out).run();
+        int bad = new Bench(new Bench.Options(bytes, methods, w, cold, xmx, work, results, baseline, updateBaseline, mmap, List.of(), against, repeat), out).run();
         return bad == 0 ? 0 : 3;
     }
 }

@@ -29,11 +29,16 @@ import org.mergeengine.formats.Json;
  */
 public final class Bench {
     public record Options(long modelBytes, List<String> methods, List<Integer> workers, boolean cold, String xmx, Path work, Path results,
-                          Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs) {}
+                          Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs, Path against, int repeat) {}
 
     /** One merge; {@code engineSeconds} is the time the merge itself reports (plan to finished folder), without JVM and actor-system start. */
     public record Run(String method, int workers, String cache, double seconds, double ceilingSeconds, double ratio, double inputGBps,
-                      long peakRss, long peakRssAnon, double cpuSeconds, int exitCode, double engineSeconds) {}
+                      long peakRss, long peakRssAnon, double cpuSeconds, int exitCode, double engineSeconds, double againstSeconds) {
+        /** How many times faster than the earlier build (above 1: faster); NaN without one. */
+        public double speedup() {
+            return againstSeconds / seconds;
+        }
+    }
 
     private final Options o;
     private final PrintStream log;
@@ -61,14 +66,31 @@ public final class Bench {
                 java.util.Arrays.sort(c3);
                 double ceiling = c3[1];
                 for (int w : o.workers()) {
-                    if (cache.equals("cold")) evict(inputs);
-                    else warm(inputs);
-                    Run r = merge(cfg, method, w, cache, ceiling, inBytes);
+                    // Each build runs `repeat` times, alternating; the fastest run of each counts (this machine's
+                    // noise only ever adds time). The earlier build runs right after, on the same files in the same
+                    // state, so drift of the machine hardly moves the comparison, unlike a stored baseline.
+                    Run r = null, old = null;
+                    for (int rep = 0; rep < Math.max(1, o.repeat()); rep++) {
+                        if (cache.equals("cold")) evict(inputs);
+                        else warm(inputs);
+                        Run x = merge(cfg, method, w, cache, ceiling, inBytes, thisJar());
+                        if (r == null || x.exitCode() != 0 || (r.exitCode() == 0 && x.seconds() < r.seconds())) r = x;
+                        if (o.against() == null) continue;
+                        if (cache.equals("cold")) evict(inputs);
+                        else warm(inputs);
+                        Run y = merge(cfg, method, w, cache, ceiling, inBytes, o.against().toString());
+                        if (old == null || y.exitCode() != 0 || (old.exitCode() == 0 && y.seconds() < old.seconds())) old = y;
+                    }
+                    if (old != null) {
+                        r = new Run(r.method(), r.workers(), r.cache(), r.seconds(), r.ceilingSeconds(), r.ratio(), r.inputGBps(), r.peakRss(),
+                                r.peakRssAnon(), r.cpuSeconds(), old.exitCode() == 0 ? r.exitCode() : old.exitCode(), r.engineSeconds(), old.seconds());
+                    }
                     runs.add(r);
                     log.println(String.format(Locale.ROOT, "%-16s workers=%d %-4s merge %7.2fs  ceiling %6.2fs  ratio %.2f  (engine %.2fs, ratio %.2f)  %5.2f GB/s in  peak RSS %s (anon %s)  CPU %.1fs%s",
                             method, w, cache, r.seconds, r.ceilingSeconds, r.ratio, r.engineSeconds, r.ceilingSeconds / r.engineSeconds, r.inputGBps,
                             mb(r.peakRss), mb(r.peakRssAnon), r.cpuSeconds,
-                            r.exitCode == 0 ? "" : "  FAILED exit " + r.exitCode));
+                            (o.against() == null ? "" : String.format(Locale.ROOT, "  earlier build %.2fs: %.2fx", r.againstSeconds(), r.speedup()))
+                                    + (r.exitCode == 0 ? "" : "  FAILED exit " + r.exitCode)));
                 }
             }
         }
@@ -78,7 +100,7 @@ public final class Bench {
         Json.write(o.results().resolve("bench.json"), report);
         Files.writeString(o.results().resolve("bench.svg"), svg(runs), StandardCharsets.UTF_8);
         log.println("wrote " + o.results().resolve("bench.json") + " and " + o.results().resolve("bench.svg"));
-        int regressions = compare(runs);
+        int regressions = o.against() != null ? compareAgainst(runs) : compare(runs);
         if (o.updateBaseline()) {
             Json.write(o.baseline(), baseline(runs));
             log.println("baseline updated: " + o.baseline());
@@ -194,11 +216,35 @@ public final class Bench {
         return (System.nanoTime() - t0) / 1e9;
     }
 
-    private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes) throws Exception {
+    private static String thisJar() throws java.net.URISyntaxException {
+        return Path.of(Bench.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
+    }
+
+    /** With an earlier build: a merge more than 15% slower than the earlier build's is a regression. */
+    private int compareAgainst(List<Run> runs) {
+        int bad = 0;
+        double logSum = 0;
+        int n = 0;
+        for (Run x : runs) {
+            if (x.exitCode != 0) {
+                bad++;
+                continue;
+            }
+            logSum += Math.log(x.speedup());
+            n++;
+            if (x.speedup() < 0.85) {
+                log.println(String.format(Locale.ROOT, "REGRESSION: %s takes %.2fs, the earlier build %.2fs", key(x), x.seconds, x.againstSeconds));
+                bad++;
+            }
+        }
+        if (n > 0) log.println(String.format(Locale.ROOT, "against %s: %.2fx on the geometric mean of %d merges", o.against(), Math.exp(logSum / n), n));
+        return bad;
+    }
+
+    private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes, String jar) throws Exception {
         Path out = o.work().resolve("out-" + method);
         OutputFolder.deleteTree(out);
         String java = ProcessHandle.current().info().command().orElse("java");
-        String jar = Path.of(Bench.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
         // Not --quiet: the last line says how long the merge itself took.
         List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + o.xmx(), "-jar", jar, cfg.toString(), out.toString(),
                 "--workers", Integer.toString(workers)));
@@ -229,7 +275,7 @@ public final class Bench {
         double engine = secs;
         Matcher m = Pattern.compile("written\\) in ([0-9.]+)s into").matcher(Files.readString(logFile));
         while (m.find()) engine = Double.parseDouble(m.group(1));
-        return new Run(method, workers, cache, secs, ceiling, ceiling / secs, inBytes / 1e9 / secs, hwm, anon, cpu, code, engine);
+        return new Run(method, workers, cache, secs, ceiling, ceiling / secs, inBytes / 1e9 / secs, hwm, anon, cpu, code, engine, Double.NaN);
     }
 
     private static long kb(String line) {
@@ -258,6 +304,10 @@ public final class Bench {
             n.put("ratio", x.ratio);
             n.put("engine_seconds", x.engineSeconds);
             n.put("engine_ratio", x.ceilingSeconds / x.engineSeconds);
+            if (!Double.isNaN(x.againstSeconds)) {
+                n.put("earlier_build_seconds", x.againstSeconds);
+                n.put("speedup_vs_earlier_build", x.speedup());
+            }
             n.put("input_gb_per_s", x.inputGBps);
             n.put("peak_rss_bytes", x.peakRss);
             n.put("peak_rss_anon_bytes", x.peakRssAnon);
