@@ -77,7 +77,7 @@ final class NodeJobs {
                             + " here, " + spec.planHash().substring(0, 12) + " there): the same model paths must hold the same files on every node");
                 }
                 return new Prepared(p, TaskRunner.attach(p.plan(), Path.of(spec.tempDir()), spec.chunkElements(), maxMemoryBytes, lanes,
-                        service.engine().io()));
+                        service.engine()));
             } catch (RuntimeException ex) {
                 p.close();
                 throw ex;

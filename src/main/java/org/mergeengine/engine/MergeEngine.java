@@ -88,8 +88,8 @@ public final class MergeEngine implements AutoCloseable {
         return io;
     }
 
-    /** One budget for every merge of this engine (the first merge's --max-memory sets it). */
-    private synchronized SharedBudget budget(long bytes) {
+    /** One budget for every merge of this engine (the first merge's --max-memory sets it), cluster tasks included. */
+    synchronized SharedBudget budget(long bytes) {
         if (budget == null) budget = new SharedBudget(bytes);
         return budget;
     }

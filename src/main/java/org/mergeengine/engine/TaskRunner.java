@@ -22,22 +22,25 @@ public final class TaskRunner implements AutoCloseable {
     private final long retainBytes;
     private final Executor io;
     private final BufferPool pool;
+    private final SharedBudget budget;
+    private final java.util.concurrent.atomic.AtomicInteger running = new java.util.concurrent.atomic.AtomicInteger();
 
-    private TaskRunner(MergePlan plan, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
+    private TaskRunner(MergePlan plan, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool, SharedBudget budget) {
         this.plan = plan;
         this.writer = writer;
         this.chunkElements = chunkElements;
         this.retainBytes = retainBytes;
         this.io = io;
         this.pool = pool;
+        this.budget = budget;
     }
 
     /** Opens the shards in {@code tmp}; they must already be laid out for this very plan. */
-    public static TaskRunner attach(MergePlan plan, Path tmp, int chunkElements, long maxMemoryBytes, int lanes, Executor io) {
+    public static TaskRunner attach(MergePlan plan, Path tmp, int chunkElements, long maxMemoryBytes, int lanes, MergeEngine engine) {
         try {
             SafetensorsWriter w = SafetensorsWriter.resume(tmp, plan.layout());
-            return new TaskRunner(plan, w, chunkElements, maxMemoryBytes / (2L * Math.max(1, lanes)), io,
-                    new BufferPool(Math.min(256L << 20, maxMemoryBytes / 4)));
+            return new TaskRunner(plan, w, chunkElements, maxMemoryBytes / (2L * Math.max(1, lanes)), engine.io(),
+                    new BufferPool(Math.min(256L << 20, maxMemoryBytes / 4)), engine.budget(maxMemoryBytes));
         } catch (IOException e) {
             throw MergeException.user("cannot open the shared output shards in " + tmp + " (" + e.getMessage()
                     + "); every node must see the output folder at the same path");
@@ -50,6 +53,36 @@ public final class TaskRunner implements AutoCloseable {
 
     /** Runs elements [from, to) of tensor number {@code tensor}; completes with the CRC32 of the bytes written. */
     public CompletionStage<Long> run(int tensor, long from, long to, Device device, Materializer mat) {
+        // The node's memory budget, shared with its local merges: a task waits for its bytes unless
+        // nothing of this job runs here (so every job progresses).
+        long bytes = TensorJob.memoryEstimate(plan.tensors().get(tensor), chunkElements, retainBytes);
+        return memory(bytes).thenComposeAsync(v -> start(tensor, from, to, device, mat), io).whenComplete((c, e) -> {
+            running.decrementAndGet();
+            budget.give(bytes);
+        });
+    }
+
+    private CompletableFuture<Void> memory(long bytes) {
+        if (budget.tryTake(bytes, running.get() == 0)) {
+            running.incrementAndGet();
+            return CompletableFuture.completedFuture(null);
+        }
+        CompletableFuture<Void> got = new CompletableFuture<>();
+        Runnable[] waiter = new Runnable[1];
+        waiter[0] = () -> {
+            synchronized (got) { // two releases at once must not both take the bytes
+                if (got.isDone() || !budget.tryTake(bytes, running.get() == 0)) return;
+                running.incrementAndGet();
+                budget.remove(waiter[0]);
+                got.complete(null);
+            }
+        };
+        budget.onRelease(waiter[0]);
+        waiter[0].run(); // bytes may have come back before the waiter was listed
+        return got;
+    }
+
+    private CompletionStage<Long> start(int tensor, long from, long to, Device device, Materializer mat) {
         TensorJob job;
         CompletionStage<org.apache.pekko.Done> done;
         try {

@@ -134,6 +134,20 @@ class ClusterTest {
         }
     }
 
+    @Test
+    void aNodeBudgetSmallerThanOneTaskStillFinishes() throws Exception {
+        String yaml = writeModels(dir);
+        Path ref = reference(yaml, dir);
+        // 1 MB cannot hold a single task: lanes then run one task at a time on the node, beyond the budget.
+        MergeNode.Settings s = MergeNode.Settings.local(3, List.of()).withExtra(FAST)
+                .withHub(org.mergeengine.hub.HubSettings.fromEnvironment(java.util.Map.of(), dir.resolve("cache"), true));
+        s = new MergeNode.Settings(s.host(), s.port(), s.seedNodes(), s.lanes(), 1 << 20, s.hub(), 1, s.extra());
+        MergeNode n = add(MergeNode.start(s));
+        Progress p = n.submit(request(yaml, dir, dir.resolve("out"))).result().get(120, TimeUnit.SECONDS);
+        assertSameModel(ref, dir.resolve("out"));
+        assertTrue(p.tasksByLane().size() >= 2, "lanes took turns: " + p.tasksByLane());
+    }
+
     static void waitForMembers(MergeNode n, int count) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (n.members().size() < count) {
