@@ -7,9 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.ndarray.NDManager;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -21,7 +18,6 @@ import org.mergeengine.methods.Chunk;
 import org.mergeengine.methods.KernelContext;
 import org.mergeengine.methods.MergeMethod;
 import org.mergeengine.methods.MethodRegistry;
-import org.mergeengine.methods.ParamSpec;
 import org.mergeengine.methods.TensorKernel;
 
 /** The DJL kernels (PyTorch on the CPU, offline) against the Java kernels, and merges through DJL lanes. */
@@ -32,23 +28,7 @@ class DjlParityTest {
     static final int N = 100_003;
 
     private static KernelContext context(MergeMethod m, int inputs, int base, Map<String, Double> globals, Map<String, double[]> perModel) {
-        Map<String, Double> g = new LinkedHashMap<>();
-        Map<String, double[]> pm = new LinkedHashMap<>();
-        for (ParamSpec p : m.parameters()) {
-            if (p.perModel()) {
-                double[] v = perModel.get(p.name());
-                if (v == null) {
-                    v = new double[inputs];
-                    java.util.Arrays.fill(v, p.defaultValue());
-                }
-                pm.put(p.name(), v);
-            } else {
-                g.put(p.name(), globals.getOrDefault(p.name(), p.defaultValue()));
-            }
-        }
-        List<String> labels = new ArrayList<>();
-        for (int i = 0; i < inputs; i++) labels.add("m" + i);
-        return new KernelContext(m.name(), "model.layers.0.mlp.up_proj.weight", new long[] {N}, labels, base, g, pm, 42, false);
+        return org.mergeengine.methods.KernelRunner.context(m, "model.layers.0.mlp.up_proj.weight", new long[] {N}, inputs, base, globals, perModel, 42);
     }
 
     /** Runs a kernel the way the engine does, in chunks of {@code chunk}; with {@code views}, the compute pass sees views at an offset. */

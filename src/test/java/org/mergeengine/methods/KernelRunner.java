@@ -6,7 +6,7 @@ import java.util.List;
 import java.util.Map;
 
 /** Runs a method's kernel on in-memory tensors the way the engine does: reduction passes, then compute, chunk by chunk. */
-final class KernelRunner {
+public final class KernelRunner {
     private final MergeMethod method;
     private long[] shape;
     private final List<float[]> inputs = new ArrayList<>();
@@ -30,13 +30,19 @@ final class KernelRunner {
 
     KernelContext context() {
         if (shape == null) shape = new long[] {inputs.get(0).length};
+        return context(method, name, shape, inputs.size(), base, globals, perModel, seed);
+    }
+
+    /** A context with the given parameters and every other parameter at its default. */
+    public static KernelContext context(MergeMethod method, String name, long[] shape, int inputs, int base,
+                                        Map<String, Double> globals, Map<String, double[]> perModel, long seed) {
         Map<String, Double> g = new LinkedHashMap<>();
         Map<String, double[]> pm = new LinkedHashMap<>();
         for (ParamSpec p : method.parameters()) {
             if (p.perModel()) {
                 double[] v = perModel.get(p.name());
                 if (v == null) {
-                    v = new double[inputs.size()];
+                    v = new double[inputs];
                     java.util.Arrays.fill(v, p.defaultValue());
                 }
                 pm.put(p.name(), v);
@@ -45,7 +51,7 @@ final class KernelRunner {
             }
         }
         List<String> labels = new ArrayList<>();
-        for (int i = 0; i < inputs.size(); i++) labels.add("m" + i);
+        for (int i = 0; i < inputs; i++) labels.add("m" + i);
         return new KernelContext(method.name(), name, shape, labels, base, g, pm, seed, false);
     }
 
