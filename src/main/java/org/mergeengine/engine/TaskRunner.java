@@ -24,6 +24,7 @@ public final class TaskRunner implements AutoCloseable {
     private final BufferPool pool;
     private final SharedBudget budget;
     private final java.util.concurrent.atomic.AtomicInteger running = new java.util.concurrent.atomic.AtomicInteger();
+    private final java.util.concurrent.atomic.AtomicInteger peak = new java.util.concurrent.atomic.AtomicInteger();
 
     private TaskRunner(MergePlan plan, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool, SharedBudget budget) {
         this.plan = plan;
@@ -51,6 +52,11 @@ public final class TaskRunner implements AutoCloseable {
         return plan;
     }
 
+    /** The most tasks this runner has had running at once. */
+    public int peakRunning() {
+        return peak.get();
+    }
+
     /** Runs elements [from, to) of tensor number {@code tensor}; completes with the CRC32 of the bytes written. */
     public CompletionStage<Long> run(int tensor, long from, long to, Device device, Materializer mat) {
         // The node's memory budget, shared with its local merges: a task waits for its bytes unless
@@ -64,7 +70,7 @@ public final class TaskRunner implements AutoCloseable {
 
     private CompletableFuture<Void> memory(long bytes) {
         if (budget.tryTake(bytes, running.get() == 0)) {
-            running.incrementAndGet();
+            peak.accumulateAndGet(running.incrementAndGet(), Math::max);
             return CompletableFuture.completedFuture(null);
         }
         CompletableFuture<Void> got = new CompletableFuture<>();
@@ -72,7 +78,7 @@ public final class TaskRunner implements AutoCloseable {
         waiter[0] = () -> {
             synchronized (got) { // two releases at once must not both take the bytes
                 if (got.isDone() || !budget.tryTake(bytes, running.get() == 0)) return;
-                running.incrementAndGet();
+                peak.accumulateAndGet(running.incrementAndGet(), Math::max);
                 budget.remove(waiter[0]);
                 got.complete(null);
             }
