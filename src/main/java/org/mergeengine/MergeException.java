@@ -23,6 +23,15 @@ public class MergeException extends RuntimeException {
         return new MergeException(Kind.USER, message);
     }
 
+    /** The failure inside the wrappers that futures put around it. */
+    public static Throwable unwrap(Throwable t) {
+        while ((t instanceof java.util.concurrent.CompletionException || t instanceof java.util.concurrent.ExecutionException)
+                && t.getCause() != null) {
+            t = t.getCause();
+        }
+        return t;
+    }
+
     public Kind kind() {
         return kind;
     }

@@ -103,15 +103,9 @@ final class ClusterWorker {
         jobs.release(jobId);
     }
 
-    static Throwable unwrap(Throwable t) {
-        while ((t instanceof java.util.concurrent.CompletionException || t instanceof java.util.concurrent.ExecutionException) && t.getCause() != null) {
-            t = t.getCause();
-        }
-        return t;
-    }
 
     static String message(Throwable t) {
-        t = unwrap(t);
+        t = org.mergeengine.MergeException.unwrap(t);
         return t instanceof org.mergeengine.MergeException ? t.getMessage() : String.valueOf(t);
     }
 }

@@ -261,7 +261,7 @@ public final class MergeNode implements AutoCloseable {
                 synchronized (this) {
                     runningMerges--;
                 }
-                s.complete(p, err == null ? null : ClusterWorker.unwrap(err));
+                s.complete(p, err == null ? null : MergeException.unwrap(err));
                 startQueued();
             });
         }

@@ -54,7 +54,7 @@ public final class MergeEngine implements AutoCloseable {
             Thread.currentThread().interrupt();
             throw new MergeException(MergeException.Kind.INTERNAL, "interrupted", e);
         } catch (ExecutionException e) {
-            Throwable c = Worker.unwrap(e);
+            Throwable c = MergeException.unwrap(e);
             if (c instanceof MergeException me) throw me;
             if (c instanceof Error err) throw err;
             throw new MergeException(MergeException.Kind.INTERNAL, "merge failed: " + c, c);
@@ -64,7 +64,7 @@ public final class MergeEngine implements AutoCloseable {
     public CompletableFuture<Progress> runAsync(MergePlan plan, Path out, MergeOptions opts) {
         StagedOutput staged = StagedOutput.open(plan, out, io);
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
-        MergeSupervisor.Job job = new MergeSupervisor.Job(plan.tensors(), staged.writer(), staged.journal(), staged.alreadyDone(), opts.lanes(),
+        MergeSupervisor.Job job = new MergeSupervisor.Job(staged, opts.lanes(),
                 budget(opts.maxMemoryBytes()), opts.chunkElements(), retainBytes(opts), io,
                 new BufferPool(Math.min(256L << 20, opts.maxMemoryBytes() / 4)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
@@ -81,7 +81,11 @@ public final class MergeEngine implements AutoCloseable {
 
     /** Bytes a task may keep in memory to run its passes without re-reading its inputs. */
     public static long retainBytes(MergeOptions opts) {
-        return opts.maxMemoryBytes() / (2L * opts.lanes().size());
+        return retainBytes(opts.maxMemoryBytes(), opts.lanes().size());
+    }
+
+    static long retainBytes(long maxMemoryBytes, int lanes) {
+        return maxMemoryBytes / (2L * Math.max(1, lanes));
     }
 
     public ExecutorService io() {

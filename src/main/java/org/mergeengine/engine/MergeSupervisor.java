@@ -12,7 +12,6 @@ import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
-import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.plan.PlannedTensor;
 
 /**
@@ -33,13 +32,13 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     enum Wake implements Command { INSTANCE }
 
     /** Everything the supervisor needs for one merge. */
-    record Job(List<PlannedTensor> tensors, SafetensorsWriter writer, Journal journal, java.util.Set<String> alreadyDone,
+    record Job(StagedOutput staged,
                List<Device> devices, SharedBudget budget, int chunkElements, long retainBytes,
                Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
-    /** Tasks: a tensor, or a part of one, as {tensor index, from, to}. */
-    private final List<long[]> tasks = new java.util.ArrayList<>();
+    /** Tasks still to run: a tensor, or a part of one. */
+    private final List<StagedOutput.Task> tasks = new java.util.ArrayList<>();
     private final int[] partsLeft;
     private final long[] estimate;
     private final Deque<Integer> queue = new ArrayDeque<>();
@@ -63,38 +62,35 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private MergeSupervisor(ActorContext<Command> ctx, Job job) {
         super(ctx);
         this.job = job;
-        this.partsLeft = new int[job.tensors().size()];
+        List<PlannedTensor> tensors = job.staged().plan().tensors();
+        this.partsLeft = new int[tensors.size()];
         long total = 0;
         java.util.List<Long> est = new java.util.ArrayList<>();
-        for (int i = 0; i < job.tensors().size(); i++) {
-            PlannedTensor t = job.tensors().get(i);
-            long e = TensorJob.memoryEstimate(t, job.chunkElements(), job.retainBytes());
-            List<long[]> parts = TensorJob.parts(t, job.chunkElements(), job.devices().size());
-            partsLeft[i] = parts.size();
-            for (long[] p : parts) {
-                if (job.alreadyDone().contains(t.name() + "@" + p[0] + "-" + p[1])) {
-                    resumed++;
-                    if (--partsLeft[i] == 0) done++;
-                    continue;
-                }
-                queue.add(tasks.size());
-                tasks.add(new long[] {i, p[0], p[1]});
-                est.add(e);
+        for (StagedOutput.Task t : job.staged().allTasks(job.chunkElements(), job.devices().size())) {
+            if (job.staged().isDone(t)) {
+                resumed++;
+                continue;
             }
-            total += t.inputBytes();
+            queue.add(tasks.size());
+            tasks.add(t);
+            est.add(job.staged().memoryEstimate(t, job.chunkElements(), job.retainBytes()));
         }
+        for (int i = 0; i < tensors.size(); i++) total += tensors.get(i).inputBytes();
+        for (StagedOutput.Task t : tasks) partsLeft[t.tensor()]++;
+        // A tensor whose every part an interrupted run already wrote is done.
+        for (int left : partsLeft) if (left == 0) done++;
         this.estimate = est.stream().mapToLong(Long::longValue).toArray();
         this.inputTotal = total;
         ActorRef<Command> self = ctx.getSelf();
         this.wake = () -> self.tell(Wake.INSTANCE);
         job.budget().onRelease(wake);
-        this.tensorsLeft = job.tensors().size() - done;
+        this.tensorsLeft = tensors.size() - done;
         if (queue.isEmpty()) {
             job.result().complete(snapshot());
         }
         int w = 0;
         for (Device d : job.devices()) {
-            ctx.spawn(Worker.create(ctx.getSelf(), job.writer(), job.journal(), d, job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + (w++));
+            ctx.spawn(Worker.create(ctx.getSelf(), job.staged().writer(), job.staged().journal(), d, job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + (w++));
         }
     }
 
@@ -118,11 +114,11 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                     running--;
                     inFlightBytes -= estimate[d.taskId()];
                     job.budget().give(estimate[d.taskId()]);
-                    long[] task = tasks.get(d.taskId());
-                    PlannedTensor t = job.tensors().get((int) task[0]);
+                    StagedOutput.Task task = tasks.get(d.taskId());
+                    PlannedTensor t = job.staged().plan().tensors().get(task.tensor());
                     byLane.merge(d.lane(), 1, Integer::sum);
-                    inputDone += t.numel() == 0 ? t.inputBytes() : (long) (t.inputBytes() * ((task[2] - task[1]) / (double) t.numel()));
-                    if (--partsLeft[(int) task[0]] == 0) {
+                    inputDone += t.numel() == 0 ? t.inputBytes() : (long) (t.inputBytes() * ((task.to() - task.from()) / (double) t.numel()));
+                    if (--partsLeft[task.tensor()] == 0) {
                         done++;
                         tensorsLeft--;
                     }
@@ -154,8 +150,8 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
             queue.poll();
             running++;
             inFlightBytes += estimate[next];
-            long[] task = tasks.get(next);
-            idle.poll().tell(new Worker.Assign(next, job.tensors().get((int) task[0]), task[1], task[2]));
+            StagedOutput.Task task = tasks.get(next);
+            idle.poll().tell(new Worker.Assign(next, job.staged().plan().tensors().get(task.tensor()), task.from(), task.to()));
         }
         if (queue.isEmpty()) {
             while (!idle.isEmpty()) idle.poll().tell(Worker.NoMoreWork.INSTANCE);
@@ -163,6 +159,6 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     }
 
     private Progress snapshot() {
-        return new Progress(done, job.tensors().size(), inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane), resumed);
+        return new Progress(done, partsLeft.length, inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane), resumed);
     }
 }

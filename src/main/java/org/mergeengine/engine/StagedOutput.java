@@ -101,7 +101,6 @@ public final class StagedOutput implements AutoCloseable {
     public MergePlan plan() { return plan; }
     SafetensorsWriter writer() { return writer; }
     Journal journal() { return journal; }
-    Set<String> alreadyDone() { return alreadyDone; }
 
     /**
      * Every part of the plan, split for {@code lanes} lanes at chunk boundaries (a part split

@@ -40,7 +40,7 @@ public final class TaskRunner implements AutoCloseable {
     public static TaskRunner attach(MergePlan plan, Path tmp, int chunkElements, long maxMemoryBytes, int lanes, MergeEngine engine) {
         try {
             SafetensorsWriter w = SafetensorsWriter.resume(tmp, plan.layout());
-            return new TaskRunner(plan, w, chunkElements, maxMemoryBytes / (2L * Math.max(1, lanes)), engine.io(),
+            return new TaskRunner(plan, w, chunkElements, MergeEngine.retainBytes(maxMemoryBytes, lanes), engine.io(),
                     new BufferPool(Math.min(256L << 20, maxMemoryBytes / 4)), engine.budget(maxMemoryBytes));
         } catch (IOException e) {
             throw MergeException.user("cannot open the shared output shards in " + tmp + " (" + e.getMessage()

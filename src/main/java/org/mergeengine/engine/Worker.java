@@ -7,6 +7,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.stream.Materializer;
+import org.mergeengine.MergeException;
 import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.plan.PlannedTensor;
 
@@ -52,7 +53,7 @@ final class Worker {
                     })
                     .onMessage(Finished.class, f -> {
                         if (f.error() != null) {
-                            supervisor.tell(new MergeSupervisor.TaskFailed(f.taskId(), unwrap(f.error())));
+                            supervisor.tell(new MergeSupervisor.TaskFailed(f.taskId(), MergeException.unwrap(f.error())));
                         } else {
                             supervisor.tell(new MergeSupervisor.TaskDone(f.taskId(), ctx.getSelf(), device.name()));
                         }
@@ -63,11 +64,4 @@ final class Worker {
         });
     }
 
-    static Throwable unwrap(Throwable t) {
-        while ((t instanceof java.util.concurrent.CompletionException || t instanceof java.util.concurrent.ExecutionException)
-                && t.getCause() != null) {
-            t = t.getCause();
-        }
-        return t;
-    }
 }
