@@ -28,6 +28,11 @@ public final class DjlDevice implements Device {
     }
 
     @Override
+    public int tileElements() {
+        return Integer.MAX_VALUE;
+    }
+
+    @Override
     public TensorKernel kernel(PlannedTensor t) {
         return DjlKernels.of(t.method(), t.context(), root).orElseGet(() -> t.method().kernel(t.context()));
     }

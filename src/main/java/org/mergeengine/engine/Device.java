@@ -15,6 +15,14 @@ public interface Device {
         return t.method().kernel(t.context());
     }
 
+    /**
+     * The most elements the kernel is handed at once in an output pass: the engine feeds Java kernels
+     * cache-sized tiles; a device with its own per-call cost (a GPU, a native library) takes whole chunks.
+     */
+    default int tileElements() {
+        return TensorJob.TILE;
+    }
+
     /** Time the device adds after a task that took {@code nanos} of work (none for real devices). */
     default Duration extraAfter(long nanos) {
         return Duration.ZERO;

@@ -13,6 +13,7 @@ import org.apache.pekko.stream.javadsl.Sink;
 import org.apache.pekko.stream.javadsl.Source;
 import org.mergeengine.MergeException;
 import org.mergeengine.formats.DType;
+import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.methods.Chunk;
 import org.mergeengine.methods.TensorKernel;
@@ -156,11 +157,116 @@ final class TensorJob {
                         return x;
                     }));
         }
+        if (readsRaw(kernel)) {
+            int tile = tileLength(kernel);
+            return recorded(stage.thenCompose(d -> Source.from(ranges)
+                    .mapAsync(PREFETCH, r -> loadRaw(r))
+                    .map(raw -> checksum(computeTiles(kernel, raw, tile)))
+                    .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
+                    .runWith(Sink.ignore(), mat)));
+        }
         return recorded(stage.thenCompose(d -> Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
                 .map(c -> checksum(computeAndEncode(kernel, c)))
                 .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                 .runWith(Sink.ignore(), mat)));
+    }
+
+    /**
+     * Elements per tile of the fused decode, kernel and encode: small enough that a tile's inputs,
+     * output and scratch stay in the core's cache. Decoding whole chunks first and encoding them
+     * after made every step a pass through main memory, which cost more than the math itself.
+     */
+    static final int TILE = 8192;
+
+    private int tileLength(TensorKernel kernel) {
+        long a = Math.max(1, kernel.alignment());
+        long t = Math.max(a, Math.min(device.tileElements(), Integer.MAX_VALUE / 2) / a * a);
+        return (int) Math.min(t, chunkLen);
+    }
+
+    /**
+     * Whether the output pass reads raw input bytes and decodes them tile by tile: every input is
+     * stored as is (no LoRA update, crop or rebuilt vocabulary rows), the kernel computes chunk by
+     * chunk, and its alignment leaves tiles of cache size.
+     */
+    private boolean readsRaw(TensorKernel kernel) {
+        if (kernel.wholeTensor() || kernel.alignment() > TILE * 4L) return false;
+        for (PlannedTensor.Input in : tensor.inputs()) {
+            if (in.rows() != null || in.cropped() || in.source().delta() != null) return false;
+            if (!in.source().info().dtype().isFloating() && in.source().info().dtype().size() > 4) return false;
+        }
+        return true;
+    }
+
+    /** A chunk's input bytes as stored; {@code pooled} marks buffers that go back to the pool (not mapped views). */
+    private record Raw(long start, int length, ByteBuffer[] bytes, boolean[] pooled) {}
+
+    private CompletionStage<Raw> loadRaw(long[] r) {
+        return CompletableFuture.supplyAsync(() -> {
+            int len = (int) r[1];
+            int n = tensor.inputs().size();
+            ByteBuffer[] bytes = new ByteBuffer[n];
+            boolean[] pooled = new boolean[n];
+            for (int i = 0; i < n; i++) {
+                ModelFolder.Located src = tensor.inputs().get(i).source();
+                int es = src.info().dtype().size();
+                if (src.file().mapped()) {
+                    bytes[i] = src.file().read(src.info(), r[0] * es, len * es).order(ByteOrder.LITTLE_ENDIAN);
+                } else {
+                    ByteBuffer b = pool.bytes(chunkLen * es);
+                    b.limit(len * es);
+                    src.file().readInto(src.info(), r[0] * es, b);
+                    b.flip();
+                    bytes[i] = b;
+                    pooled[i] = true;
+                }
+            }
+            return new Raw(r[0], len, bytes, pooled);
+        }, io);
+    }
+
+    private static final class Tiles {
+        float[][] in = new float[0][];
+        float[] out = new float[0];
+
+        Tiles ensure(int inputs, int tile) {
+            if (in.length != inputs || out.length < tile) {
+                in = new float[inputs][tile];
+                out = new float[tile];
+            }
+            return this;
+        }
+    }
+
+    private static final ThreadLocal<Tiles> TILES = ThreadLocal.withInitial(Tiles::new);
+
+    /** Decodes, merges and encodes a chunk one tile at a time, straight from the input bytes into the output bytes. */
+    private Encoded computeTiles(TensorKernel kernel, Raw raw, int tile) {
+        DType out = tensor.outDType();
+        int n = raw.bytes().length;
+        Tiles t = TILES.get().ensure(n, tile);
+        ByteBuffer dst = takeBytes(out);
+        for (int s = 0; s < raw.length(); s += tile) {
+            int len = Math.min(tile, raw.length() - s);
+            for (int i = 0; i < n; i++) {
+                PlannedTensor.Input in = tensor.inputs().get(i);
+                DType dt = in.source().info().dtype();
+                ByteBuffer b = raw.bytes()[i];
+                b.position(s * dt.size());
+                Convert.decode(dt, b, t.in[i], 0, len);
+                DType cast = in.castTo();
+                if (cast != null && cast != dt && InputReader.narrower(cast, dt)) {
+                    float[] x = t.in[i];
+                    for (int j = 0; j < len; j++) x[j] = Convert.roundTo(cast, x[j]);
+                }
+            }
+            kernel.compute(new Chunk(raw.start() + s, len, t.in), t.out);
+            Convert.encode(out, t.out, 0, len, dst);
+        }
+        for (int i = 0; i < n; i++) if (raw.pooled()[i]) giveBytes(raw.bytes()[i]);
+        dst.flip();
+        return new Encoded(raw.start() * out.size(), dst);
     }
 
     private record Encoded(long offset, ByteBuffer bytes) {}

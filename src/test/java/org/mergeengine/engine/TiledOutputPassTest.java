@@ -1,0 +1,92 @@
+package org.mergeengine.engine;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.mergeengine.TestSupport;
+import org.mergeengine.formats.DType;
+import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.tensor.Convert;
+import org.mergeengine.tools.SyntheticModel;
+
+/**
+ * The output pass decodes inputs tile by tile straight from their bytes. Tensors here span several
+ * tiles and chunks whose lengths are not multiples of the tile, inputs differ in dtype, and the
+ * config's dtype casts on load: every element must be the definition's value, bit for bit.
+ */
+class TiledOutputPassTest {
+    @TempDir
+    static Path dir;
+
+    // embeddings 310 x 96 = 29,760 elements, MLP 96 x 320 = 30,720: several tiles of 8,192 each
+    static final SyntheticModel.Spec SPEC = new SyntheticModel.Spec(96, 320, 1, 310, 4, 2, false);
+
+    @BeforeAll
+    static void models() throws Exception {
+        SyntheticModel.write(dir.resolve("a"), SPEC, DType.BF16, 1, 1, 0, 0);
+        SyntheticModel.write(dir.resolve("b"), SPEC, DType.F16, 1, 7, 0.3, 0);
+        SyntheticModel.write(dir.resolve("c"), SPEC, DType.F32, 1, 9, 0.3, 0);
+    }
+
+    @Test
+    void linearOverMixedDtypesWithACastMatchesTheDefinitionForAnyChunking() throws Exception {
+        String yaml = "merge_method: linear\ndtype: bfloat16\nmodels:\n"
+                + "  - model: a\n    parameters: {weight: 0.6}\n"
+                + "  - model: b\n    parameters: {weight: 0.25}\n"
+                + "  - model: c\n    parameters: {weight: 0.15}\n";
+        Path cfg = Files.writeString(dir.resolve("linear.yaml"), yaml);
+        for (String chunk : new String[] {"10007", "1024", "1048576"}) {
+            Path out = dir.resolve("out-" + chunk);
+            TestSupport.Result r = TestSupport.cli(cfg.toString(), out.toString(), "--chunk-elements", chunk, "--quiet");
+            assertEquals(0, r.exitCode(), r.stderr());
+            float w0 = (float) (0.6 / (0.6 + 0.25 + 0.15)), w1 = (float) (0.25 / (0.6 + 0.25 + 0.15)), w2 = (float) (0.15 / (0.6 + 0.25 + 0.15));
+            int checked = 0;
+            try (ModelFolder got = ModelFolder.open(out); ModelFolder a = ModelFolder.open(dir.resolve("a"));
+                 ModelFolder b = ModelFolder.open(dir.resolve("b")); ModelFolder c = ModelFolder.open(dir.resolve("c"))) {
+                for (String name : a.tensors().keySet()) {
+                    assertEquals(DType.BF16, got.tensor(name).info().dtype(), name);
+                    float[] x = TestSupport.floats(a, name), y = TestSupport.floats(b, name), z = TestSupport.floats(c, name);
+                    float[] o = TestSupport.floats(got, name);
+                    for (int i = 0; i < o.length; i++) {
+                        float yb = Convert.roundTo(DType.BF16, y[i]), zb = Convert.roundTo(DType.BF16, z[i]);
+                        float want = Convert.roundTo(DType.BF16, w0 * x[i] + w1 * yb + w2 * zb);
+                        if (Float.floatToRawIntBits(want) != Float.floatToRawIntBits(o[i])) {
+                            throw new AssertionError(name + "[" + i + "] with chunk " + chunk + ": want " + want + ", got " + o[i]);
+                        }
+                        checked++;
+                    }
+                }
+            }
+            assertTrue(checked > 100_000, "checked " + checked);
+        }
+    }
+
+    @Test
+    void taskArithmeticFromMemoryMappedInputsGivesTheBytesOfPositionalReads() throws Exception {
+        String yaml = "merge_method: task_arithmetic\nbase_model: a\nmodels:\n"
+                + "  - model: b\n    parameters: {weight: 0.7}\n"
+                + "  - model: c\n    parameters: {weight: -0.4}\n";
+        Path cfg = Files.writeString(dir.resolve("ta.yaml"), yaml);
+        Path plain = dir.resolve("ta-plain"), mapped = dir.resolve("ta-mapped");
+        assertEquals(0, TestSupport.cli(cfg.toString(), plain.toString(), "--chunk-elements", "5000", "--quiet").exitCode());
+        String prop = org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY;
+        String before = System.getProperty(prop);
+        try {
+            assertEquals(0, TestSupport.cli(cfg.toString(), mapped.toString(), "--chunk-elements", "5000", "--mmap", "--quiet").exitCode());
+        } finally {
+            if (before == null) System.clearProperty(prop); else System.setProperty(prop, before);
+        }
+        try (ModelFolder p = ModelFolder.open(plain); ModelFolder m = ModelFolder.open(mapped); ModelFolder a = ModelFolder.open(dir.resolve("a"))) {
+            for (String name : a.tensors().keySet()) {
+                float[] x = TestSupport.floats(p, name), y = TestSupport.floats(m, name);
+                assertEquals(x.length, y.length, name);
+                for (int i = 0; i < x.length; i++) assertEquals(Float.floatToRawIntBits(x[i]), Float.floatToRawIntBits(y[i]), name + "[" + i + "]");
+            }
+        }
+    }
+}
