@@ -49,6 +49,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--repeat", paramLabel = "N", description = "run each merge N times (alternating with --against's) and keep the fastest (default 1)")
     int repeat = 1;
 
+    @Option(names = "--cds", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "merges start from a class-data archive of the jar, as the launcher target/merge-engine does (default on)")
+    boolean cds = true;
+
     private final PrintStream out;
 
     BenchCommand(PrintStream out, PrintStream err) {
@@ -67,7 +71,7 @@ final class BenchCommand implements Callable<Integer> {
         if (repeat < 1) throw MergeException.user("--repeat must be at least 1");
         List<Integer> w = workers != null ? workers : Runtime.getRuntime().availableProcessors() > 1
                 ? List.of(1, Runtime.getRuntime().availableProcessors()) : List.of(1);
-        int bad = new Bench(new Bench.Options(bytes, methods, w, cold, xmx, work, results, baseline, updateBaseline, mmap, List.of(), against, repeat), out).run();
+        int bad = new Bench(new Bench.Options(bytes, methods, w, cold, xmx, work, results, baseline, updateBaseline, mmap, List.of(), against, repeat, cds), out).run();
         return bad == 0 ? 0 : 3;
     }
 }

@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.Locale;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -29,7 +30,8 @@ import org.mergeengine.formats.Json;
  */
 public final class Bench {
     public record Options(long modelBytes, List<String> methods, List<Integer> workers, boolean cold, String xmx, Path work, Path results,
-                          Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs, Path against, int repeat) {}
+                          Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs, Path against, int repeat,
+                          boolean cds) {}
 
     /** One merge; {@code engineSeconds} is the time the merge itself reports (plan to finished folder), without JVM and actor-system start. */
     public record Run(String method, int workers, String cache, double seconds, double ceilingSeconds, double ratio, double inputGBps,
@@ -241,13 +243,57 @@ public final class Bench {
         return bad;
     }
 
+    private final java.util.Map<String, Optional<Path>> archives = new java.util.HashMap<>();
+
+    /**
+     * JVM options that map a class-data archive of {@code jar}, as the launcher does (target/merge-engine).
+     * Each jar gets its own, made by a small linear merge under -XX:ArchiveClassesAtExit, so an earlier
+     * build is measured the same way as this one.
+     */
+    private List<String> classData(String jar) {
+        if (!o.cds()) return List.of();
+        Optional<Path> a = archives.computeIfAbsent(jar, this::archive);
+        return a.map(p -> List.of("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:SharedArchiveFile=" + p)).orElse(List.of());
+    }
+
+    private Optional<Path> archive(String jar) {
+        try {
+            Path tiny = o.work().resolve("tiny");
+            if (!Files.exists(tiny.resolve("ft1/config.json"))) {
+                SyntheticModel.write(tiny.resolve("base"), SyntheticModel.Spec.tiny(), DType.BF16, 3, 3, 0, 0);
+                SyntheticModel.write(tiny.resolve("ft1"), SyntheticModel.Spec.tiny(), DType.BF16, 3, 4, 0.1, 0);
+            }
+            Path cfg = Files.writeString(tiny.resolve("linear.yaml"), "merge_method: linear\nmodels:\n  - model: " + tiny.resolve("base")
+                    + "\n    parameters: {weight: 0.5}\n  - model: " + tiny.resolve("ft1") + "\n    parameters: {weight: 0.5}\n");
+            Path archive = o.work().resolve("cds-" + archives.size() + ".jsa").toAbsolutePath();
+            Files.deleteIfExists(archive);
+            Path out = tiny.resolve("out");
+            OutputFolder.deleteTree(out);
+            String java = ProcessHandle.current().info().command().orElse("java");
+            int rc = new ProcessBuilder(java, "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:ArchiveClassesAtExit=" + archive, "-jar", jar,
+                    cfg.toString(), out.toString(), "--quiet").redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
+            OutputFolder.deleteTree(out);
+            if (rc != 0 || !Files.exists(archive)) {
+                log.println("no class-data archive for " + jar + " (exit " + rc + "): its merges run without one");
+                return Optional.empty();
+            }
+            return Optional.of(archive);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return Optional.empty();
+        }
+    }
+
     private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes, String jar) throws Exception {
         Path out = o.work().resolve("out-" + method);
         OutputFolder.deleteTree(out);
         String java = ProcessHandle.current().info().command().orElse("java");
         // Not --quiet: the last line says how long the merge itself took.
-        List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + o.xmx(), "-jar", jar, cfg.toString(), out.toString(),
-                "--workers", Integer.toString(workers)));
+        List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + o.xmx()));
+        cmd.addAll(classData(jar));
+        cmd.addAll(List.of("-jar", jar, cfg.toString(), out.toString(), "--workers", Integer.toString(workers)));
         if (o.mmap()) cmd.add("--mmap");
         cmd.addAll(o.extraArgs());
         long t0 = System.nanoTime();
@@ -291,6 +337,7 @@ public final class Bench {
         r.put("model_bytes", o.modelBytes());
         r.put("xmx", o.xmx());
         r.put("io", o.mmap() ? "mmap" : "read");
+        r.put("class_data_archive", o.cds());
         r.put("cpus", Runtime.getRuntime().availableProcessors());
         r.put("cat_seconds_warm", cat);
         ArrayNode a = r.putArray("runs");
