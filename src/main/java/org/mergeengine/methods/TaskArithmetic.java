@@ -103,8 +103,8 @@ public final class TaskArithmetic implements MergeMethod {
 
     private static final class Scratch {
         float[][] delta = new float[0][0];
-        int[] mask = new int[0], aux = new int[0], signs = new int[0];
-        float[] sum = new float[0], div = new float[0];
+        int[] mask = new int[0], aux = new int[0];
+        float[] sum = new float[0], div = new float[0], signs = new float[0];
 
         Scratch ensure(int models, int len) {
             if (delta.length < models || (models > 0 && delta[0].length < len)) {
@@ -114,7 +114,7 @@ public final class TaskArithmetic implements MergeMethod {
             if (mask.length < len) {
                 mask = new int[len];
                 aux = new int[len];
-                signs = new int[len];
+                signs = new float[len];
                 sum = new float[len];
                 div = new float[len];
             }
@@ -144,7 +144,7 @@ public final class TaskArithmetic implements MergeMethod {
         final long drawnLimit = 64L << 20;
         long drawnBits;
         float[] sum, div;
-        int[] signs;
+        float[] signs;
 
         Kernel(KernelContext ctx) {
             base = ctx.baseIndex();
@@ -394,34 +394,32 @@ public final class TaskArithmetic implements MergeMethod {
             float[] b = c.in[base];
             int bo = c.offset;
             if (consensus) {
-                // Branch-free sign election: a contribution agrees when it is non-zero and has the
-                // elected sign (0 counts as +); it then adds to the sum and its weight to the divisor.
+                // Sign election without branches or float/int bit moves, so that the JIT vectorises it.
+                // nonzero(v) is 1 for any v > 0 (subnormals included: v * 2^254 >= 1) and 0 for v = 0;
+                // signs[j] is the elected sign as -1 or +1 (a sum of zero, -0 too, elects +). A contribution
+                // agrees when d * sign > 0: it then adds d to the sum and its weight to the divisor.
                 java.util.Arrays.fill(sum, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
                     for (int j = 0; j < len; j++) sum[j] += d[j];
                 }
-                for (int j = 0; j < len; j++) {
-                    int sb = Float.floatToRawIntBits(sum[j]);
-                    signs[j] = sb & 0x80000000 & (((sb & 0x7fffffff) + 0x7fffffff) >> 31); // -0 elects +
-                }
+                for (int j = 0; j < len; j++) signs[j] = 1f - 2f * Math.min(Math.max(-sum[j], 0f) * 0x1p127f * 0x1p127f, 1f);
                 java.util.Arrays.fill(sum, 0, len, 0f);
                 java.util.Arrays.fill(div, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
-                    int wb = Float.floatToRawIntBits((float) w[k]);
+                    float wk = (float) w[k];
                     for (int j = 0; j < len; j++) {
-                        int bits = Float.floatToRawIntBits(d[j]);
-                        int agree = ~((bits ^ signs[j]) >> 31) & (((bits & 0x7fffffff) + 0x7fffffff) >> 31);
-                        sum[j] += Float.intBitsToFloat(bits & agree);
-                        div[j] += Float.intBitsToFloat(wb & agree);
+                        float e = signs[j];
+                        float agreeing = Math.max(d[j] * e, 0f); // |d| where it agrees, else 0
+                        sum[j] += e * agreeing;
+                        div[j] += wk * Math.min(agreeing * 0x1p127f * 0x1p127f, 1f);
                     }
                 }
                 if (normalize) {
                     for (int j = 0; j < len; j++) {
-                        int db = Float.floatToRawIntBits(div[j]);
-                        int zero = ~(((db & 0x7fffffff) + 0x7fffffff) >> 31); // -1 where nothing agreed
-                        float dv = Float.intBitsToFloat((db & ~zero) | (0x3f800000 & zero));
+                        // where nothing agreed the divisor is 1 (the sum is 0 there)
+                        float dv = div[j] + (1f - Math.min(Math.abs(div[j]) * 0x1p127f * 0x1p127f, 1f));
                         out[outOff + j] = b[bo + j] + lambda * (sum[j] / dv);
                     }
                 } else {

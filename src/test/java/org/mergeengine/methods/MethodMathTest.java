@@ -120,6 +120,54 @@ class MethodMathTest {
     }
 
     @Test
+    void tiesSignElectionMatchesABranchingReferenceBitForBit() {
+        // Values chosen to hit the edges of the branch-free election: deltas of exactly zero, of -0,
+        // subnormal deltas, sums that cancel to zero, and a negative weight whose divisor cancels.
+        int n = 100_003;
+        java.util.Random r = new java.util.Random(5);
+        float[] base = new float[n], x1 = new float[n], x2 = new float[n], x3 = new float[n];
+        float[][] xs = {x1, x2, x3};
+        for (int j = 0; j < n; j++) {
+            base[j] = j % 5 == 1 ? 0f : (float) r.nextGaussian(); // around 0, tiny changes stay subnormal deltas
+            for (float[] x : xs) {
+                switch (r.nextInt(6)) {
+                    case 0: x[j] = base[j]; break;                                           // no change
+                    case 1: x[j] = base[j] == 0 ? -0f : base[j]; break;
+                    case 2: x[j] = base[j] + (r.nextBoolean() ? 1 : -1) * Float.MIN_VALUE * (1 + r.nextInt(4)); break;
+                    default: x[j] = base[j] + (float) r.nextGaussian() * 0.01f;
+                }
+            }
+            if (j % 97 == 0) { base[j] = 0; x1[j] = 0.5f; x2[j] = -0.25f; x3[j] = 0.5f; } // weighted sum 0: elects +
+        }
+        double[] w = {1, -0.5, 0.5};
+        for (boolean normalize : new boolean[] {true, false}) {
+            float[] got = new KernelRunner("ties").base(base).input(x1).input(x2).input(x3).model("weight", Double.NaN, w[0], w[1], w[2])
+                    .global("normalize", normalize ? 1 : 0).run(40_000);
+            for (int j = 0; j < n; j++) {
+                float[] d = new float[3];
+                float all = 0f;
+                for (int k = 0; k < 3; k++) {
+                    d[k] = (xs[k][j] - base[j]) * (float) w[k];
+                    all += d[k];
+                }
+                boolean negative = all < 0;
+                float sum = 0f, div = 0f;
+                for (int k = 0; k < 3; k++) {
+                    boolean agrees = d[k] != 0 && (d[k] < 0) == negative;
+                    if (agrees) {
+                        sum += d[k];
+                        div += (float) w[k];
+                    }
+                }
+                float want = normalize ? base[j] + 1f * (sum / (div == 0 ? 1f : div)) : base[j] + 1f * sum;
+                if (Float.floatToRawIntBits(want) != Float.floatToRawIntBits(got[j])) {
+                    throw new AssertionError("element " + j + " (normalize " + normalize + "): want " + want + ", got " + got[j]);
+                }
+            }
+        }
+    }
+
+    @Test
     void magnitudeTrimKeepsTopKAndRestoresL1() {
         float[] x = new float[100], zero = new float[100];
         for (int i = 0; i < 100; i++) x[i] = i + 1;
