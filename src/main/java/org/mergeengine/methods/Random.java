@@ -30,4 +30,18 @@ public final class Random {
     public static double uniform(long streamKey, long index) {
         return (mix(streamKey + index * 0x9e3779b97f4a7c15L) >>> 11) * 0x1.0p-53;
     }
+
+    /**
+     * The threshold that decides {@code uniform(key, i) < p} in integers: uniform draws m / 2^53 for
+     * an integer m, and m / 2^53 < p exactly when m < ceil(p * 2^53) (the product is exact).
+     */
+    public static long below(double p) {
+        return (long) Math.ceil(p * 0x1.0p53);
+    }
+
+    /** -1 when {@code uniform(streamKey, index) < p} for {@code threshold = below(p)}, else 0: no double in the loop. */
+    public static int keepMask(long streamKey, long index, long threshold) {
+        long m = mix(streamKey + index * 0x9e3779b97f4a7c15L) >>> 11;
+        return (int) ((m - threshold) >> 63);
+    }
 }

@@ -347,9 +347,11 @@ public final class TaskArithmetic implements MergeMethod {
                     dropBot[k].fill(d, len, aux);
                     for (int j = 0; j < len; j++) mask[j] = ~(mask[j] | aux[j]);
                     break;
-                case RANDOM:
-                    for (int j = 0; j < len; j++) mask[j] = Random.uniform(streams[k], c.start + j) < rho[k] ? -1 : 0;
+                case RANDOM: {
+                    long key = streams[k], thr = Random.below(rho[k]);
+                    for (int j = 0; j < len; j++) mask[j] = Random.keepMask(key, c.start + j, thr);
                     break;
+                }
                 case DELLA:
                     dellaMask(k, c, d);
                     break;

@@ -1,0 +1,35 @@
+package org.mergeengine.methods;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import org.junit.jupiter.api.Test;
+
+/** The integer keep-mask decides exactly as comparing the double draw with p does. */
+class RandomThresholdTest {
+    @Test
+    void keepMaskAgreesWithTheDoubleComparisonForEveryDensity() {
+        java.util.Random r = new java.util.Random(11);
+        double[] edges = {0, -0.25, 1, 1.5, 0.5, 0x1.0p-53, 0x1.0p-54, 0x1.8p-53, 1 - 0x1.0p-53, Math.nextDown(1.0), Double.MIN_VALUE, Double.NaN, 0.1, 0.9};
+        double[] ps = new double[edges.length + 50];
+        System.arraycopy(edges, 0, ps, 0, edges.length);
+        for (int i = edges.length; i < ps.length; i++) ps[i] = r.nextDouble();
+        long key = Random.streamKey(42, "model.layers.3.mlp.down_proj.weight", 1);
+        int kept = 0;
+        for (double p : ps) {
+            long thr = Random.below(p);
+            for (long i = 0; i < 20_000; i++) {
+                int want = Random.uniform(key, i) < p ? -1 : 0;
+                assertEquals(want, Random.keepMask(key, i, thr), "p = " + p + ", index " + i);
+                kept -= want;
+            }
+        }
+        // Draws sitting exactly on a threshold are where an off-by-one would show: build such draws.
+        for (long i = 0; i < 2000; i++) {
+            double u = Random.uniform(key, i);
+            for (double p : new double[] {u, Math.nextUp(u), Math.nextDown(u)}) {
+                assertEquals(u < p ? -1 : 0, Random.keepMask(key, i, Random.below(p)), "p = " + p + " at its own draw");
+            }
+        }
+        org.junit.jupiter.api.Assertions.assertTrue(kept > 0);
+    }
+}
