@@ -194,7 +194,6 @@ final class TensorJob {
         if (kernel.wholeTensor() || kernel.alignment() > TILE * 4L) return false;
         for (PlannedTensor.Input in : tensor.inputs()) {
             if (in.rows() != null || in.cropped() || in.source().delta() != null) return false;
-            if (!in.source().info().dtype().isFloating() && in.source().info().dtype().size() > 4) return false;
         }
         return true;
     }

@@ -89,4 +89,28 @@ class TiledOutputPassTest {
             }
         }
     }
+
+    @Test
+    void methodsWithPassesGiveTheSameBytesStreamedAsKeptInMemory() throws Exception {
+        // With a small budget no tensor is kept in memory between passes: the reduction passes stream
+        // whole chunks, and the output pass then reads raw bytes in tiles of another size.
+        String[] yamls = {
+            "merge_method: ties\nbase_model: a\nmodels:\n  - model: b\n    parameters: {weight: 0.6, density: 0.4}\n"
+                + "  - model: c\n    parameters: {weight: 0.5, density: 0.7}\n",
+            "merge_method: dare_ties\nbase_model: a\nmodels:\n  - model: b\n    parameters: {weight: 0.6, density: 0.5}\n"
+                + "  - model: c\n    parameters: {weight: 0.5, density: 0.5}\n",
+            "merge_method: breadcrumbs_ties\nbase_model: a\nmodels:\n  - model: b\n    parameters: {weight: 1, density: 0.8, gamma: 0.05}\n"
+                + "  - model: c\n    parameters: {weight: 1, density: 0.8, gamma: 0.05}\n",
+            "merge_method: slerp\nbase_model: a\nparameters: {t: 0.3}\nmodels:\n  - model: a\n  - model: c\n",
+        };
+        for (int m = 0; m < yamls.length; m++) {
+            Path cfg = Files.writeString(dir.resolve("passes-" + m + ".yaml"), yamls[m]);
+            Path kept = dir.resolve("kept-" + m), streamed = dir.resolve("streamed-" + m);
+            TestSupport.Result k = TestSupport.cli(cfg.toString(), kept.toString(), "--chunk-elements", "4096", "--quiet");
+            assertEquals(0, k.exitCode(), k.stderr());
+            TestSupport.Result st = TestSupport.cli(cfg.toString(), streamed.toString(), "--chunk-elements", "4096", "--max-memory", "64k", "--quiet");
+            assertEquals(0, st.exitCode(), st.stderr());
+            assertEquals(-1L, Files.mismatch(kept.resolve("model.safetensors"), streamed.resolve("model.safetensors")), yamls[m]);
+        }
+    }
 }
