@@ -92,8 +92,8 @@ class TiledOutputPassTest {
 
     @Test
     void methodsWithPassesGiveTheSameBytesStreamedAsKeptInMemory() throws Exception {
-        // With a small budget no tensor is kept in memory between passes: the reduction passes stream
-        // whole chunks, and the output pass then reads raw bytes in tiles of another size.
+        // With a small budget no tensor is kept in memory between passes: every pass streams chunks
+        // from the files again instead of reusing decoded ones.
         String[] yamls = {
             "merge_method: ties\nbase_model: a\nmodels:\n  - model: b\n    parameters: {weight: 0.6, density: 0.4}\n"
                 + "  - model: c\n    parameters: {weight: 0.5, density: 0.7}\n",
