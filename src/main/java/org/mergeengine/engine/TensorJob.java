@@ -190,8 +190,7 @@ final class TensorJob {
      * stored as is (no LoRA update, crop or rebuilt vocabulary rows), the kernel is elementwise and
      * its alignment leaves tiles of cache size. Kernels with reduction passes keep decoding on the
      * I/O threads: such a tensor cannot be split across lanes, so when the last large one runs
-     * alone, decoding beside its kernel keeps a second core busy; and raw buffers on top of the
-     * passes' decoded chunks raised slerp's peak RSS from about 450 to 610 MB.
+     * alone, decoding beside its kernel keeps a second core busy (tiles showed no gain there).
      */
     private boolean readsRaw(TensorKernel kernel) {
         if (kernel.wholeTensor() || kernel.reductionPasses() > 0 || kernel.alignment() > TILE * 4L) return false;
