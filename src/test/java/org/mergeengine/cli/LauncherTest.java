@@ -1,0 +1,157 @@
+package org.mergeengine.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.jar.Attributes;
+import java.util.jar.JarEntry;
+import java.util.jar.JarOutputStream;
+import java.util.jar.Manifest;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The launcher script (src/main/sh/merge-engine), run against a stand-in jar whose main class
+ * records how it was called: the archive is made once by a warm-up, later runs map it, arguments
+ * and exit codes pass through, and no archive problem stops a run.
+ */
+class LauncherTest {
+    @TempDir
+    static Path dir;
+    static Path jar;
+
+    /** The stand-in's main: "warm-up" counts itself in a file; otherwise prints its arguments and exits with the first. */
+    public static final class Stand {
+        public static void main(String[] args) throws IOException {
+            Path log = Path.of(System.getProperty("user.dir"), "calls.txt");
+            if (args.length == 1 && args[0].equals("warm-up")) {
+                Files.writeString(log, "warm-up\n", StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
+                return;
+            }
+            System.out.println(String.join("|", args));
+            System.exit(args.length > 0 && args[0].matches("\\d+") ? Integer.parseInt(args[0]) : 0);
+        }
+    }
+
+    @BeforeAll
+    static void standInJar() throws IOException {
+        jar = dir.resolve("merge-engine.jar");
+        Manifest m = new Manifest();
+        m.getMainAttributes().put(Attributes.Name.MANIFEST_VERSION, "1.0");
+        m.getMainAttributes().put(Attributes.Name.MAIN_CLASS, Stand.class.getName());
+        String entry = Stand.class.getName().replace('.', '/') + ".class";
+        try (JarOutputStream out = new JarOutputStream(Files.newOutputStream(jar), m);
+             var in = LauncherTest.class.getClassLoader().getResourceAsStream(entry)) {
+            out.putNextEntry(new JarEntry(entry));
+            in.transferTo(out);
+            out.closeEntry();
+        }
+    }
+
+    record Run(int exit, String stdout, String stderr) {}
+
+    static Run launch(Path work, Map<String, String> env, String... args) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of("sh", Path.of("src/main/sh/merge-engine").toAbsolutePath().toString()));
+        cmd.addAll(List.of(args));
+        Files.createDirectories(work);
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(work.toFile());
+        pb.environment().put("MERGE_ENGINE_JAR", jar.toString());
+        pb.environment().put("JAVA", ProcessHandle.current().info().command().orElse("java"));
+        pb.environment().remove("JAVA_OPTS");
+        pb.environment().putAll(env);
+        Path out = work.resolve("stdout"), err = work.resolve("stderr");
+        Process p = pb.redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+        int rc = p.waitFor();
+        return new Run(rc, Files.readString(out).trim(), Files.readString(err).trim());
+    }
+
+    static long archives(Path cds) throws IOException {
+        if (!Files.isDirectory(cds)) return 0;
+        try (Stream<Path> s = Files.list(cds)) {
+            return s.filter(f -> f.toString().endsWith(".jsa")).count();
+        }
+    }
+
+    static long warmUps(Path work) throws IOException {
+        Path log = work.resolve("calls.txt");
+        return Files.exists(log) ? Files.readAllLines(log).size() : 0;
+    }
+
+    @Test
+    void firstRunMakesTheArchiveLaterRunsUseItAndArgumentsAndExitCodesPassThrough() throws Exception {
+        Path work = dir.resolve("w1"), cds = dir.resolve("cds one");
+        Map<String, String> env = Map.of("MERGE_ENGINE_CDS_DIR", cds.toString());
+        Run first = launch(work, env, "3", "a b", "--quiet");
+        assertEquals(3, first.exit(), first.stderr());
+        assertEquals("3|a b|--quiet", first.stdout());
+        assertEquals("", first.stderr(), "nothing on stderr when it is not a terminal");
+        assertEquals(1, warmUps(work));
+        assertEquals(1, archives(cds));
+
+        Run second = launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString(), "JAVA_OPTS", "-Xlog:class+load:file=classes.txt"), "0");
+        assertEquals(0, second.exit(), second.stderr());
+        assertEquals(1, warmUps(work), "the archive is made once");
+        String classes = Files.readString(work.resolve("classes.txt"));
+        assertTrue(classes.contains(Stand.class.getName() + " source: shared objects file"), "the stand-in's class comes from the archive");
+    }
+
+    @Test
+    void aLargeHeapGetsItsOwnArchive() throws Exception {
+        Path work = dir.resolve("w2"), cds = dir.resolve("cds2");
+        assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString()), "0").exit());
+        assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString(), "JAVA_OPTS", "-Xmx40g"), "0").exit());
+        assertEquals(2, warmUps(work));
+        assertEquals(2, archives(cds));
+    }
+
+    @Test
+    void withoutAnArchiveTheRunStillHappens() throws Exception {
+        Path work = dir.resolve("w3");
+        Run off = launch(work, Map.of("MERGE_ENGINE_CDS", "0", "MERGE_ENGINE_CDS_DIR", dir.resolve("cds3").toString()), "0", "x");
+        assertEquals(0, off.exit());
+        assertEquals("0|x", off.stdout());
+        assertEquals(0, warmUps(work));
+        assertFalse(Files.exists(dir.resolve("cds3")));
+
+        Path file = Files.writeString(dir.resolve("not-a-folder"), "");
+        Run blocked = launch(work, Map.of("MERGE_ENGINE_CDS_DIR", file.resolve("cds").toString()), "0", "y");
+        assertEquals(0, blocked.exit(), blocked.stderr());
+        assertEquals("0|y", blocked.stdout());
+        assertEquals("", blocked.stderr());
+
+        Path broken = dir.resolve("cds4");
+        Run first = launch(work, Map.of("MERGE_ENGINE_CDS_DIR", broken.toString()), "0");
+        assertEquals(0, first.exit());
+        try (Stream<Path> s = Files.list(broken)) {
+            for (Path a : s.toList()) {
+                a.toFile().setWritable(true);
+                try (OutputStream o = Files.newOutputStream(a)) {
+                    o.write("not an archive".getBytes(StandardCharsets.UTF_8));
+                }
+            }
+        }
+        Run garbled = launch(work, Map.of("MERGE_ENGINE_CDS_DIR", broken.toString()), "0", "z");
+        assertEquals(0, garbled.exit(), garbled.stderr());
+        assertEquals("0|z", garbled.stdout());
+        assertEquals("", garbled.stderr(), "a broken archive is passed over silently");
+    }
+
+    @Test
+    void aMissingJarSaysHowToBuildIt() throws Exception {
+        Path work = dir.resolve("w5");
+        Run r = launch(work, Map.of("MERGE_ENGINE_JAR", dir.resolve("nope.jar").toString(), "MERGE_ENGINE_CDS", "0"), "cfg.yaml");
+        assertEquals(2, r.exit());
+        assertTrue(r.stderr().contains("mvn -q -DskipTests package"), r.stderr());
+    }
+}
