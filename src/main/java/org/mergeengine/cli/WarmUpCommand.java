@@ -1,14 +1,15 @@
 package org.mergeengine.cli;
 
+import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import org.mergeengine.MergeException;
 import org.mergeengine.engine.OutputFolder;
-import org.mergeengine.formats.DType;
-import org.mergeengine.tools.SyntheticModel;
+import org.mergeengine.tools.ExampleModels;
 import picocli.CommandLine.Command;
 
 /**
@@ -31,30 +32,18 @@ final class WarmUpCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Path dir = Files.createTempDirectory("merge-engine-warm-up");
         try {
-            SyntheticModel.Spec s = SyntheticModel.Spec.tiny();
-            SyntheticModel.write(dir.resolve("base"), s, DType.BF16, 3, 3, 0, 0);
-            SyntheticModel.write(dir.resolve("ft1"), s, DType.BF16, 3, 4, 0.1, 0);
-            SyntheticModel.write(dir.resolve("ft2"), s, DType.F16, 3, 5, 0.1, 0);
+            ExampleModels.write(dir);
             PrintStream quiet = new PrintStream(OutputStream.nullOutputStream());
             for (int i = 0; i < METHODS.length; i++) {
                 Path cfg = Files.writeString(dir.resolve("m" + i + ".yaml"), METHODS[i]);
-                ByteArrayErr err = new ByteArrayErr();
-                int rc = Main.run(new String[] {cfg.toString(), dir.resolve("out" + i).toString(), "--quiet"}, quiet, err.stream);
-                if (rc != 0) throw MergeException.user("warm-up merge " + (i + 1) + " failed: " + err);
+                ByteArrayOutputStream err = new ByteArrayOutputStream();
+                int rc = Main.run(new String[] {cfg.toString(), dir.resolve("out" + i).toString(), "--quiet"}, quiet,
+                        new PrintStream(err, true, StandardCharsets.UTF_8));
+                if (rc != 0) throw MergeException.user("warm-up merge " + (i + 1) + " failed: " + err.toString(StandardCharsets.UTF_8).trim());
             }
             return 0;
         } finally {
             OutputFolder.deleteTree(dir);
-        }
-    }
-
-    private static final class ByteArrayErr {
-        final java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
-        final PrintStream stream = new PrintStream(bytes, true, java.nio.charset.StandardCharsets.UTF_8);
-
-        @Override
-        public String toString() {
-            return bytes.toString(java.nio.charset.StandardCharsets.UTF_8).trim();
         }
     }
 }

@@ -259,10 +259,7 @@ public final class Bench {
     private Optional<Path> archive(String jar) {
         try {
             Path tiny = o.work().resolve("tiny");
-            if (!Files.exists(tiny.resolve("ft1/config.json"))) {
-                SyntheticModel.write(tiny.resolve("base"), SyntheticModel.Spec.tiny(), DType.BF16, 3, 3, 0, 0);
-                SyntheticModel.write(tiny.resolve("ft1"), SyntheticModel.Spec.tiny(), DType.BF16, 3, 4, 0.1, 0);
-            }
+            if (!Files.exists(tiny.resolve("ft1/config.json"))) ExampleModels.write(tiny);
             Path cfg = Files.writeString(tiny.resolve("linear.yaml"), "merge_method: linear\nmodels:\n  - model: " + tiny.resolve("base")
                     + "\n    parameters: {weight: 0.5}\n  - model: " + tiny.resolve("ft1") + "\n    parameters: {weight: 0.5}\n");
             Path archive = o.work().resolve("cds-" + archives.size() + ".jsa").toAbsolutePath();

@@ -17,7 +17,7 @@ public final class ExampleModels {
         System.out.println("wrote example models to " + dir);
     }
 
-    public static void write(Path dir) throws Exception {
+    public static void write(Path dir) throws java.io.IOException {
         SyntheticModel.Spec s = SyntheticModel.Spec.tiny();
         SyntheticModel.write(dir.resolve("base"), s, DType.BF16, 7, 7, 0, 0);
         SyntheticModel.write(dir.resolve("ft1"), s, DType.BF16, 7, 101, 0.15, 0);
