@@ -252,9 +252,18 @@ public final class Bench {
      */
     private List<String> classData(String jar) {
         if (!o.cds()) return List.of();
-        Optional<Path> a = archives.computeIfAbsent(jar, this::archive);
-        return a.map(p -> List.of("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:SharedArchiveFile=" + p)).orElse(List.of());
+        List<String> opts = new ArrayList<>(JIT_OPTIONS);
+        archives.computeIfAbsent(jar, this::archive)
+                .ifPresent(p -> opts.addAll(List.of("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:SharedArchiveFile=" + p)));
+        return opts;
     }
+
+    /**
+     * The compiler thresholds the launcher sets (src/main/sh/merge-engine says why); measured with
+     * the archive, since both are what a launcher start is.
+     */
+    public static final List<String> JIT_OPTIONS = List.of("-XX:CompileThresholdScaling=10", "-XX:CompileCommand=quiet",
+            "-XX:CompileCommand=CompileThresholdScaling,org.mergeengine.*::*,1.0");
 
     private Optional<Path> archive(String jar) {
         try {

@@ -39,6 +39,10 @@ class LauncherTest {
                 Files.writeString(log, "warm-up\n", StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
                 return;
             }
+            if (args.length == 1 && args[0].equals("jvm-options")) {
+                System.out.println(String.join("\n", java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()));
+                return;
+            }
             System.out.println(String.join("|", args));
             System.exit(args.length > 0 && args[0].matches("\\d+") ? Integer.parseInt(args[0]) : 0);
         }
@@ -145,6 +149,24 @@ class LauncherTest {
         assertEquals(0, garbled.exit(), garbled.stderr());
         assertEquals("0|z", garbled.stdout());
         assertEquals("", garbled.stderr(), "a broken archive is passed over silently");
+    }
+
+    @Test
+    void theJvmGetsTheBenchsCompilerThresholdsUnglobbedAndJavaOptsComeLast() throws Exception {
+        Path work = dir.resolve("w6");
+        // A file matching the pattern's glob: unquoted, the shell would pass its name instead.
+        Files.createDirectories(work);
+        Files.writeString(work.resolve("-XX:CompileCommand=CompileThresholdScaling,org.mergeengine.x::y,1.0"), "");
+        Run r = launch(work, Map.of("MERGE_ENGINE_CDS", "0", "JAVA_OPTS", "-XX:CompileThresholdScaling=2"), "jvm-options");
+        assertEquals(0, r.exit(), r.stderr());
+        List<String> opts = List.of(r.stdout().split("\n"));
+        int at = -1;
+        for (String o : org.mergeengine.tools.Bench.JIT_OPTIONS) {
+            int i = opts.indexOf(o);
+            assertTrue(i > at, o + " missing or out of order in " + opts);
+            at = i;
+        }
+        assertTrue(opts.indexOf("-XX:CompileThresholdScaling=2") > at, "the user's JAVA_OPTS come after the launcher's, so they win: " + opts);
     }
 
     @Test
