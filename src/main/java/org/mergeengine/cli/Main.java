@@ -120,6 +120,17 @@ public final class Main implements Callable<Integer> {
                 : sub.equals("node") ? new NodeCommand(stdout)
                 : sub.equals("warm-up") ? new WarmUpCommand() : new Main(stdout, stderr);
         if (!(command instanceof Main)) args = java.util.Arrays.copyOfRange(args, 1, args.length);
+        EarlyEngine early = command instanceof Main m ? (m.early = EarlyEngine.forArgs(List.of(args))) : null;
+        try {
+            return execute(command, args, stdout, stderr);
+        } finally {
+            if (early != null) early.closeUnlessTaken();
+        }
+    }
+
+    private EarlyEngine early;
+
+    private static int execute(Object command, String[] args, PrintStream stdout, PrintStream stderr) {
         CommandLine cl = new CommandLine(command);
         cl.setCaseInsensitiveEnumValuesAllowed(true);
         cl.setOut(new java.io.PrintWriter(stdout, true));
@@ -163,9 +174,11 @@ public final class Main implements Callable<Integer> {
         Planner.checkConfig(cfg);
         List<Path> search = List.of(Path.of("").toAbsolutePath(), config.toAbsolutePath().getParent());
         boolean local = MergeService.allLocal(cfg, search);
-        // The actor system takes most of a second to start on a small machine: it starts while
-        // logging starts and the merge is planned. A dry run of local models needs no actors.
+        // The actor system takes most of a second to start on a small machine: it starts while the
+        // options and the config are read (EarlyEngine), else here, while the merge is planned.
+        // A dry run of local models needs no actors.
         java.util.concurrent.CompletableFuture<MergeService> starting = dryRun && local ? null
+                : early != null ? early.take().thenApply(e -> new MergeService(e, hub))
                 : java.util.concurrent.CompletableFuture.supplyAsync(() -> new MergeService(hub));
         setLogLevel();
         try {
