@@ -43,14 +43,14 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--mmap", description = "merges read inputs through mmap instead of positional reads")
     boolean mmap;
 
-    @Option(names = "--against", paramLabel = "JAR", description = "an earlier build's jar: each merge also runs with it, right after, and a merge more than 15% slower than it fails the run (instead of the baseline)")
+    @Option(names = "--against", paramLabel = "JAR", description = "an earlier build's jar: each merge also runs with it, right after, and a merge more than 15%% slower than it fails the run (instead of the baseline)")
     Path against;
 
     @Option(names = "--repeat", paramLabel = "N", description = "run each merge N times (alternating with --against's) and keep the fastest (default 1)")
     int repeat = 1;
 
     @Option(names = "--cds", negatable = true, defaultValue = "true", fallbackValue = "true",
-            description = "merges start from a class-data archive of the jar, as the launcher target/merge-engine does (default on)")
+            description = "merges start as the launcher target/merge-engine starts them: from a class-data archive of the jar, with its JIT thresholds (default on)")
     boolean cds = true;
 
     private final PrintStream out;

@@ -344,6 +344,8 @@ public final class Bench {
         r.put("xmx", o.xmx());
         r.put("io", o.mmap() ? "mmap" : "read");
         r.put("class_data_archive", o.cds());
+        ArrayNode jit = r.putArray("jit_options");
+        if (o.cds()) JIT_OPTIONS.forEach(jit::add);
         r.put("cpus", Runtime.getRuntime().availableProcessors());
         r.put("cat_seconds_warm", cat);
         ArrayNode a = r.putArray("runs");
