@@ -10,6 +10,12 @@ public final class Chunk {
     public final int length;
     public final float[][] in;
     public final int offset;
+    /**
+     * Set by a task-vector kernel once it has turned the non-base inputs of this chunk into task
+     * vectors (input minus base) in place, so that its later passes over a chunk the engine keeps
+     * in memory read one array instead of two.
+     */
+    boolean taskVectors;
 
     public Chunk(long start, int length, float[][] in) {
         this(start, length, in, 0);
@@ -24,6 +30,8 @@ public final class Chunk {
 
     /** Elements [from, from+len) of this chunk, over the same arrays. */
     public Chunk view(int from, int len) {
-        return new Chunk(start + from, len, in, offset + from);
+        Chunk v = new Chunk(start + from, len, in, offset + from);
+        v.taskVectors = taskVectors;
+        return v;
     }
 }

@@ -45,10 +45,14 @@ final class MagnitudeSelector {
     }
 
     void countHigh(float[] v, int len) {
+        countHigh(v, 0, len);
+    }
+
+    void countHigh(float[] v, int off, int len) {
         if (trivial()) return;
         if (hist == null) hist = new int[65536];
         int[] h = hist;
-        for (int i = 0; i < len; i++) h[key(v[i]) >>> 16]++;
+        for (int i = off; i < off + len; i++) h[key(v[i]) >>> 16]++;
     }
 
     void endHigh() {
@@ -67,10 +71,14 @@ final class MagnitudeSelector {
     }
 
     void countLow(float[] v, int len) {
+        countLow(v, 0, len);
+    }
+
+    void countLow(float[] v, int off, int len) {
         if (trivial()) return;
         int[] h = hist;
         int bkt = bucket;
-        for (int i = 0; i < len; i++) {
+        for (int i = off; i < off + len; i++) {
             int key = key(v[i]);
             if ((key >>> 16) == bkt) h[key & 0xffff]++;
         }

@@ -225,7 +225,18 @@ public final class TaskArithmetic implements MergeMethod {
             int off = c.offset;
             for (int k = 0; k < n; k++) {
                 float[] x = c.in[o[k]], d = delta[k];
-                for (int j = 0; j < c.length; j++) d[j] = x[off + j] - b[off + j];
+                if (c.taskVectors) System.arraycopy(x, off, d, 0, c.length);
+                else for (int j = 0; j < c.length; j++) d[j] = x[off + j] - b[off + j];
+            }
+        }
+
+        /** Turns the block's non-base inputs into task vectors in place (the chunk is marked by the caller). */
+        private void toTaskVectors(Chunk c) {
+            float[] b = c.in[base];
+            int off = c.offset, end = c.offset + c.length;
+            for (int k = 0; k < o.length; k++) {
+                float[] x = c.in[o[k]];
+                for (int j = off; j < end; j++) x[j] -= b[j];
             }
         }
 
@@ -246,7 +257,19 @@ public final class TaskArithmetic implements MergeMethod {
         @Override
         public void reduce(int pass, Chunk c) {
             int bl = block();
-            for (int s = 0; s < c.length; s += bl) reduceBlock(pass, c.view(s, Math.min(bl, c.length - s)));
+            // The selection passes only count magnitudes: they work on the chunk's own arrays, turned
+            // into task vectors at the first of them. A chunk the engine keeps in memory across the
+            // passes is then read as one array per model, not two, and never subtracted again.
+            boolean convert = pass < selectionPasses && !c.taskVectors;
+            for (int s = 0; s < c.length; s += bl) {
+                Chunk v = c.view(s, Math.min(bl, c.length - s));
+                if (convert) {
+                    toTaskVectors(v);
+                    v.taskVectors = true;
+                }
+                reduceBlock(pass, v);
+            }
+            if (convert) c.taskVectors = true;
         }
 
         @Override
@@ -256,16 +279,20 @@ public final class TaskArithmetic implements MergeMethod {
         }
 
         private void reduceBlock(int pass, Chunk c) {
-            deltas(c);
             restartIfFirst(c);
-            for (int k = 0; k < o.length; k++) {
-                float[] d = delta[k];
-                if (pass < selectionPasses) {
+            if (pass < selectionPasses) {
+                for (int k = 0; k < o.length; k++) {
                     for (MagnitudeSelector s : new MagnitudeSelector[] {keep[k], dropTop[k], dropBot[k]}) {
                         if (s == null) continue;
-                        if (pass == 0) s.countHigh(d, c.length); else s.countLow(d, c.length);
+                        if (pass == 0) s.countHigh(c.in[o[k]], c.offset, c.length); else s.countLow(c.in[o[k]], c.offset, c.length);
                     }
-                } else if (sp[k] != Sparsifier.NONE) {
+                }
+                return;
+            }
+            deltas(c);
+            for (int k = 0; k < o.length; k++) {
+                float[] d = delta[k];
+                if (sp[k] != Sparsifier.NONE) {
                     mask(k, c, d);
                     remember(k, c);
                     // Branch-free float sums over blocks of 1024 elements at fixed absolute positions (so the

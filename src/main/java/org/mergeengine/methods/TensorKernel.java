@@ -6,6 +6,11 @@ package org.mergeengine.methods;
  * whole-tensor statistics such as norms or magnitude thresholds), then one pass through
  * {@link #compute} that produces the output. A kernel that needs the tensor at once says so with
  * {@link #wholeTensor()} and then gets a single chunk.
+ *
+ * <p>The chunk's arrays belong to the kernel until it has computed the chunk: it may rewrite them
+ * in place (the task-vector kernels turn inputs into task vectors at their first pass, which a
+ * chunk kept in memory across the passes then keeps). Callers pass fresh copies of data they
+ * still need.
  */
 public interface TensorKernel {
     /** True when the kernel must see the whole tensor in one chunk. */

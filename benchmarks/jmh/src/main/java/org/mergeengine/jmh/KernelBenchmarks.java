@@ -17,6 +17,7 @@ import org.mergeengine.tensor.Convert;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
@@ -91,11 +92,26 @@ public class KernelBenchmarks {
         return encoded;
     }
 
+    float[] ka, kb, kbase;
+
+    /** Kernels may rewrite a chunk's arrays in place (task vectors): each call gets fresh copies. */
+    @Setup(Level.Invocation)
+    public void freshInputs() {
+        if (ka == null) {
+            ka = new float[N];
+            kb = new float[N];
+            kbase = new float[N];
+        }
+        System.arraycopy(a, 0, ka, 0, N);
+        System.arraycopy(b, 0, kb, 0, N);
+        System.arraycopy(base, 0, kbase, 0, N);
+    }
+
     /** One tensor of 1M elements through the method: its reduction passes and the compute pass. */
     @Benchmark
     public float[] kernel() {
         TensorKernel k = m.kernel(ctx);
-        Chunk c = new Chunk(0, N, new float[][] {a, b, base});
+        Chunk c = new Chunk(0, N, new float[][] {ka, kb, kbase});
         for (int p = 0; p < k.reductionPasses(); p++) {
             k.reduce(p, c);
             k.endPass(p);
