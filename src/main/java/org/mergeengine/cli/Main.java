@@ -178,13 +178,23 @@ public final class Main implements Callable<Integer> {
         // options and the config are read (EarlyEngine), else here, while the merge is planned.
         // A dry run of local models needs no actors.
         java.util.concurrent.CompletableFuture<MergeService> starting = dryRun && local ? null
-                : early != null ? early.take().thenApply(e -> new MergeService(e, hub))
+                : early != null ? early.take().thenApply(e -> serviceOn(e, hub))
                 : java.util.concurrent.CompletableFuture.supplyAsync(() -> new MergeService(hub));
         setLogLevel();
         try {
             return plannedRun(starting, cfg, search, local, shard, budget);
         } finally {
             if (starting != null) starting.thenAccept(MergeService::close).exceptionally(e -> null).join();
+        }
+    }
+
+    /** A service on an engine started early; the engine is closed if the service cannot be built around it. */
+    private static MergeService serviceOn(org.mergeengine.engine.MergeEngine engine, HubSettings hub) {
+        try {
+            return new MergeService(engine, hub);
+        } catch (RuntimeException | Error e) {
+            engine.close();
+            throw e;
         }
     }
 
