@@ -104,6 +104,7 @@ public final class TaskArithmetic implements MergeMethod {
     private static final class Scratch {
         float[][] delta = new float[0][0];
         int[] mask = new int[0], aux = new int[0];
+        long[] draws = new long[0];
         float[] sum = new float[0], div = new float[0], signs = new float[0];
 
         Scratch ensure(int models, int len) {
@@ -113,6 +114,7 @@ public final class TaskArithmetic implements MergeMethod {
             }
             if (mask.length < len) {
                 mask = new int[len];
+                draws = new long[len];
                 aux = new int[len];
                 signs = new float[len];
                 sum = new float[len];
@@ -139,7 +141,8 @@ public final class TaskArithmetic implements MergeMethod {
         final long rowLen;
         float[][] delta;
         int[] mask, aux;
-        /** Random masks drawn in the rescale pass, kept as bits per chunk so the compute pass does not draw them again. */
+        long[] draws;
+        /** DELLA's masks (a sort per row) drawn in the rescale pass, kept as bits per chunk so the compute pass does not draw them again. */
         final java.util.Map<Long, long[][]> drawn = new java.util.concurrent.ConcurrentHashMap<>();
         final long drawnLimit = 64L << 20;
         long drawnBits;
@@ -218,6 +221,7 @@ public final class TaskArithmetic implements MergeMethod {
             delta = sc.delta;
             mask = sc.mask;
             aux = sc.aux;
+            draws = sc.draws;
             sum = sc.sum;
             div = sc.div;
             signs = sc.signs;
@@ -336,12 +340,16 @@ public final class TaskArithmetic implements MergeMethod {
             }
         }
 
-        private boolean random(int k) {
-            return sp[k] == Sparsifier.RANDOM || sp[k] == Sparsifier.DELLA;
+        /**
+         * DELLA's masks are kept from the rescale pass for the compute pass. DARE's are drawn again:
+         * its vectorised draws cost less than packing the bits and reading them back.
+         */
+        private boolean remembered(int k) {
+            return sp[k] == Sparsifier.DELLA;
         }
 
         private void remember(int k, Chunk c) {
-            if (!random(k) || drawnBits + c.length > drawnLimit * 8) return;
+            if (!remembered(k) || drawnBits + c.length > drawnLimit * 8) return;
             long[][] bits = drawn.computeIfAbsent(c.start, s -> new long[o.length][]);
             long[] b = new long[(c.length + 63) >>> 6];
             for (int j = 0; j < c.length; j++) b[j >>> 6] |= ((long) -mask[j] & 1L) << j;
@@ -361,7 +369,7 @@ public final class TaskArithmetic implements MergeMethod {
         /** Fills mask[0..len) with model k's keep decisions for this chunk (-1 keep, 0 drop), in index order. */
         private void mask(int k, Chunk c, float[] d) {
             int len = c.length;
-            if (random(k) && recall(k, c)) return;
+            if (remembered(k) && recall(k, c)) return;
             switch (sp[k]) {
                 case NONE:
                     java.util.Arrays.fill(mask, 0, len, -1);
@@ -376,7 +384,7 @@ public final class TaskArithmetic implements MergeMethod {
                     break;
                 case RANDOM: {
                     long key = streams[k], thr = Random.below(rho[k]);
-                    for (int j = 0; j < len; j++) mask[j] = Random.keepMask(key, c.start + j, thr);
+                    Random.keepMasks(key, c.start, thr, mask, len, draws);
                     break;
                 }
                 case DELLA:

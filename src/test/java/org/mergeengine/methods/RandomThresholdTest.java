@@ -32,4 +32,22 @@ class RandomThresholdTest {
         }
         org.junit.jupiter.api.Assertions.assertTrue(kept > 0);
     }
+
+    @Test
+    void batchDrawsEqualSingleDraws() {
+        java.util.Random r = new java.util.Random(5);
+        long key = Random.streamKey(7, "model.embed_tokens.weight", 2);
+        int[] out = new int[5000];
+        long[] scratch = new long[5000];
+        for (double p : new double[] {0, 1, 0.5, 0x1.0p-53, Math.nextDown(1.0), 0.3, 0.77}) {
+            long thr = Random.below(p);
+            for (long start : new long[] {0, 1, 63, 1L << 40, Long.MAX_VALUE / 3, r.nextLong() & Long.MAX_VALUE}) {
+                int len = 1 + r.nextInt(out.length);
+                java.util.Arrays.fill(out, 7);
+                Random.keepMasks(key, start, thr, out, len, scratch);
+                for (int j = 0; j < len; j++) assertEquals(Random.keepMask(key, start + j, thr), out[j], "p = " + p + ", index " + (start + j));
+                if (len < out.length) assertEquals(7, out[len], "nothing written past len");
+            }
+        }
+    }
 }
