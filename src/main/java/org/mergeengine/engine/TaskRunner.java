@@ -41,7 +41,7 @@ public final class TaskRunner implements AutoCloseable {
         try {
             SafetensorsWriter w = SafetensorsWriter.resume(tmp, plan.layout());
             return new TaskRunner(plan, w, chunkElements, MergeEngine.retainBytes(maxMemoryBytes, lanes), engine.io(),
-                    new BufferPool(Math.min(256L << 20, maxMemoryBytes / 4)), engine.budget(maxMemoryBytes));
+                    MergeEngine.pool(maxMemoryBytes, MergeEngine.retainBytes(maxMemoryBytes, lanes)), engine.budget(maxMemoryBytes));
         } catch (IOException e) {
             throw MergeException.user("cannot open the shared output shards in " + tmp + " (" + e.getMessage()
                     + "); every node must see the output folder at the same path");
