@@ -57,12 +57,7 @@ public final class Random {
             scratch[j] = z;
             z += 0x9e3779b97f4a7c15L;
         }
-        for (int j = 0; j < len; j++) {
-            long x = scratch[j];
-            x = (x ^ (x >>> 30)) * 0xbf58476d1ce4e5b9L;
-            x = (x ^ (x >>> 27)) * 0x94d049bb133111ebL;
-            scratch[j] = (((x ^ (x >>> 31)) >>> 11) - threshold) >> 63;
-        }
+        for (int j = 0; j < len; j++) scratch[j] = ((mix(scratch[j]) >>> 11) - threshold) >> 63;
         for (int j = 0; j < len; j++) out[j] = (int) scratch[j];
     }
 }
