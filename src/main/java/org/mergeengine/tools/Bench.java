@@ -246,11 +246,11 @@ public final class Bench {
     private final java.util.Map<String, Optional<Path>> archives = new java.util.HashMap<>();
 
     /**
-     * JVM options that map a class-data archive of {@code jar}, as the launcher does (target/merge-engine).
-     * Each jar gets its own, made by a small linear merge under -XX:ArchiveClassesAtExit, so an earlier
-     * build is measured the same way as this one.
+     * JVM options that start {@code jar} as the launcher (target/merge-engine) does: its JIT
+     * thresholds and a class-data archive of the jar. Each jar gets its own archive, made by a small
+     * linear merge under -XX:ArchiveClassesAtExit, so an earlier build is measured the same way as this one.
      */
-    private List<String> classData(String jar) {
+    private List<String> launcherOptions(String jar) {
         if (!o.cds()) return List.of();
         List<String> opts = new ArrayList<>(JIT_OPTIONS);
         archives.computeIfAbsent(jar, this::archive)
@@ -298,7 +298,7 @@ public final class Bench {
         String java = ProcessHandle.current().info().command().orElse("java");
         // Not --quiet: the last line says how long the merge itself took.
         List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + o.xmx()));
-        cmd.addAll(classData(jar));
+        cmd.addAll(launcherOptions(jar));
         cmd.addAll(List.of("-jar", jar, cfg.toString(), out.toString(), "--workers", Integer.toString(workers)));
         if (o.mmap()) cmd.add("--mmap");
         cmd.addAll(o.extraArgs());
