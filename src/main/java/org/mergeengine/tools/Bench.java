@@ -375,6 +375,7 @@ public final class Bench {
     private ObjectNode baseline(List<Run> runs) {
         ObjectNode b = Json.MAPPER.createObjectNode();
         b.put("note", "ratio = ceiling time / merge time, from benchmarks/run; a run more than 15% below its entry fails");
+        b.put("model_bytes", o.modelBytes());
         ObjectNode r = b.putObject("ratios");
         for (Run x : runs) if (x.exitCode == 0) r.put(key(x), Math.round(x.ratio * 1000) / 1000.0);
         return b;
@@ -396,7 +397,15 @@ public final class Bench {
             log.println("no baseline at " + o.baseline() + " (run with --update-baseline to store one)");
             return bad;
         }
-        JsonNode b = Json.read(o.baseline()).path("ratios");
+        JsonNode stored = Json.read(o.baseline());
+        // Ratios depend on the model size (the JVM's start weighs more on small models): another
+        // size has nothing to be compared with.
+        long size = stored.path("model_bytes").asLong(0);
+        if (size != 0 && size != o.modelBytes()) {
+            log.println("the baseline is for " + size + "-byte models and this run's are " + o.modelBytes() + ": not compared");
+            return bad;
+        }
+        JsonNode b = stored.path("ratios");
         for (Run x : runs) {
             JsonNode want = b.get(key(x));
             if (want == null) continue;
