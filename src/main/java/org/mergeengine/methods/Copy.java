@@ -7,6 +7,7 @@ final class Copy {
     static TensorKernel of(int input) {
         return new TensorKernel() {
             @Override public void compute(Chunk c, float[] out) { System.arraycopy(c.in[input], 0, out, 0, c.length); }
+            @Override public boolean elementwise() { return true; }
             @Override public boolean isIdentity() { return input == 0; }
         };
     }

@@ -26,12 +26,13 @@ public final class Passthrough implements MergeMethod {
             return new TensorKernel() {
                 @Override public void compute(Chunk c, float[] out) { System.arraycopy(c.in[0], 0, out, 0, c.length); }
                 @Override public boolean isIdentity() { return true; }
+                @Override public boolean elementwise() { return true; }
             };
         }
         float f = (float) s;
-        return (c, out) -> {
+        return TensorKernel.ofElementwise((c, out) -> {
             float[] x = c.in[0];
             for (int j = 0; j < c.length; j++) out[j] = x[j] * f;
-        };
+        });
     }
 }

@@ -211,6 +211,11 @@ public final class TaskArithmetic implements MergeMethod {
         }
 
         @Override public int reductionPasses() { return passes; }
+        /** Without sparsification every step (deltas, sign election, weighting) is per element. */
+        @Override public boolean elementwise() {
+            for (Sparsifier s : sp) if (s != Sparsifier.NONE) return false;
+            return true;
+        }
         @Override public long alignment() { return sparsifier == Sparsifier.DELLA ? rowLen : 1; }
 
         private void deltas(Chunk c) {

@@ -39,4 +39,28 @@ public interface TensorKernel {
     default boolean isIdentity() {
         return false;
     }
+
+    /**
+     * True when each output element is a function of the same element of the inputs alone (and of
+     * the tensor's parameters): not of its index, its neighbours or other chunks. The engine may
+     * then hand {@link #compute} a chunk's elements in another order, with a meaningless
+     * {@code start}, and put the output back in order itself.
+     */
+    default boolean elementwise() {
+        return false;
+    }
+
+    /** {@code kernel}, declared {@link #elementwise()}. */
+    static TensorKernel ofElementwise(TensorKernel kernel) {
+        return new TensorKernel() {
+            @Override public void compute(Chunk chunk, float[] out) { kernel.compute(chunk, out); }
+            @Override public boolean wholeTensor() { return kernel.wholeTensor(); }
+            @Override public long alignment() { return kernel.alignment(); }
+            @Override public int reductionPasses() { return kernel.reductionPasses(); }
+            @Override public void reduce(int pass, Chunk chunk) { kernel.reduce(pass, chunk); }
+            @Override public void endPass(int pass) { kernel.endPass(pass); }
+            @Override public boolean isIdentity() { return kernel.isIdentity(); }
+            @Override public boolean elementwise() { return true; }
+        };
+    }
 }

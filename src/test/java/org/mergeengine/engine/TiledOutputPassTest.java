@@ -31,6 +31,39 @@ class TiledOutputPassTest {
         SyntheticModel.write(dir.resolve("a"), SPEC, DType.BF16, 1, 1, 0, 0);
         SyntheticModel.write(dir.resolve("b"), SPEC, DType.F16, 1, 7, 0.3, 0);
         SyntheticModel.write(dir.resolve("c"), SPEC, DType.F32, 1, 9, 0.3, 0);
+        SyntheticModel.write(dir.resolve("p"), SPEC, DType.BF16, 1, 1, 0, 0);
+        SyntheticModel.write(dir.resolve("q"), SPEC, DType.BF16, 1, 4, 0.3, 0);
+        SyntheticModel.write(dir.resolve("r"), SPEC, DType.BF16, 1, 5, 0.3, 0);
+    }
+
+    @Test
+    void bf16TilesSplitByParityGiveTheBytesOfFloat32InputsWithTheSameValues() throws Exception {
+        // All-bf16 merges into bf16 take the split conversions; the same values stored as float32
+        // take the plain ones. Chunks of odd lengths leave odd tiles, which are converted plainly.
+        for (String m : new String[] {"p", "q", "r"}) {
+            Path cfg = Files.writeString(dir.resolve("to-f32-" + m + ".yaml"), "merge_method: linear\ndtype: float32\nmodels:\n  - model: " + m + "\n    parameters: {weight: 1}\n");
+            TestSupport.Result r = TestSupport.cli(cfg.toString(), dir.resolve(m + "32").toString(), "--quiet");
+            assertEquals(0, r.exitCode(), r.stderr());
+        }
+        String[] methods = {
+            "merge_method: linear\nmodels:\n  - model: %p\n    parameters: {weight: 0.5}\n  - model: %q\n    parameters: {weight: 0.3}\n"
+                + "  - model: %r\n    parameters: {weight: 0.2}\n",
+            "merge_method: task_arithmetic\nbase_model: %p\nmodels:\n  - model: %q\n    parameters: {weight: 0.7}\n  - model: %r\n    parameters: {weight: -0.4}\n",
+            "merge_method: ties\nbase_model: %p\nmodels:\n  - model: %q\n    parameters: {weight: 0.7}\n  - model: %r\n    parameters: {weight: 0.6}\n",
+            "merge_method: nearswap\nbase_model: %p\nparameters: {t: 0.001}\nmodels:\n  - model: %p\n  - model: %q\n",
+        };
+        for (int i = 0; i < methods.length; i++) {
+            String bf16 = methods[i].replace("%p", "p").replace("%q", "q").replace("%r", "r") + "dtype: bfloat16\n";
+            String f32 = methods[i].replace("%p", "p32").replace("%q", "q32").replace("%r", "r32") + "dtype: bfloat16\n";
+            for (String chunk : new String[] {"10007", "4095", "1048576"}) {
+                Path a = dir.resolve("split-" + i + "-" + chunk), b = dir.resolve("plain-" + i + "-" + chunk);
+                TestSupport.Result ra = TestSupport.cli(Files.writeString(dir.resolve("s" + i + ".yaml"), bf16).toString(), a.toString(), "--chunk-elements", chunk, "--quiet");
+                assertEquals(0, ra.exitCode(), ra.stderr());
+                TestSupport.Result rb = TestSupport.cli(Files.writeString(dir.resolve("f" + i + ".yaml"), f32).toString(), b.toString(), "--chunk-elements", chunk, "--quiet");
+                assertEquals(0, rb.exitCode(), rb.stderr());
+                assertEquals(-1L, Files.mismatch(a.resolve("model.safetensors"), b.resolve("model.safetensors")), bf16 + " with chunk " + chunk);
+            }
+        }
     }
 
     @Test

@@ -3,6 +3,8 @@ package org.mergeengine.formats;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import org.junit.jupiter.api.Test;
 import org.mergeengine.tensor.Convert;
 
@@ -16,6 +18,55 @@ class ConvertTest {
         assertEquals(1 + 0x1p-7f, Convert.bf16ToFloat(Convert.floatToBf16(1 + 0x1p-8f + 0x1p-12f)), "above halfway rounds up");
         assertTrue(Float.isNaN(Convert.bf16ToFloat(Convert.floatToBf16(Float.NaN))));
         assertEquals(Float.POSITIVE_INFINITY, Convert.bf16ToFloat(Convert.floatToBf16(Float.MAX_VALUE)));
+    }
+
+    @Test
+    void bf16SplitDecodingGivesEveryPatternsValueByParityAtAnyOffset() {
+        // All 65,536 bf16 patterns (NaNs, infinities, subnormals, -0), read from byte offsets that
+        // are and are not multiples of 4.
+        for (int offset : new int[] {0, 2, 6, 1}) {
+            ByteBuffer src = ByteBuffer.allocateDirect(offset + 2 * 65536).order(ByteOrder.LITTLE_ENDIAN);
+            for (int h = 0; h < 65536; h++) src.putShort(offset + 2 * h, (short) h);
+            src.position(offset);
+            float[] split = new float[65536];
+            Convert.decodeBf16Split(src, split, 65536);
+            assertEquals(offset, src.position(), "the position does not move");
+            for (int h = 0; h < 65536; h++) {
+                int at = (h & 1) == 0 ? h / 2 : 32768 + h / 2;
+                assertEquals(h << 16, Float.floatToRawIntBits(split[at]), "pattern " + Integer.toHexString(h) + " at offset " + offset);
+            }
+        }
+    }
+
+    @Test
+    void bf16SplitEncodingRoundsEveryFloatAsTheScalarEncoding() {
+        // Rounding ties (odd and even neighbours), values that round up into infinity, NaNs with
+        // payloads in either half, subnormals, and random bit patterns.
+        java.util.SplittableRandom r = new java.util.SplittableRandom(7);
+        int n = 1 << 16;
+        float[] values = new float[n];
+        int[] special = {0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0xff7f8000, 0x7f800000, 0xff800000, 0x7fc00000,
+            0x7f800001, 0xff800001, 0x7fbfffff, 0x7f810000, 0x00000001, 0x80008000, 0x00018000, 0x80000000, 0, 0x7fff8000};
+        for (int i = 0; i < n; i++) values[i] = Float.intBitsToFloat(i < special.length ? special[i] : r.nextInt());
+        for (int offset : new int[] {0, 2, 3}) {
+            ByteBuffer dst = ByteBuffer.allocateDirect(offset + 2 * n).order(ByteOrder.LITTLE_ENDIAN);
+            dst.position(offset);
+            float[] split = new float[n];
+            for (int i = 0; i < n; i++) split[(i & 1) == 0 ? i / 2 : n / 2 + i / 2] = values[i];
+            Convert.encodeBf16Split(split, n, dst);
+            assertEquals(offset + 2 * n, dst.position(), "the position advances past the elements");
+            for (int i = 0; i < n; i++) {
+                assertEquals(Convert.floatToBf16(values[i]), dst.getShort(offset + 2 * i),
+                        "float bits " + Integer.toHexString(Float.floatToRawIntBits(values[i])) + " at offset " + offset);
+            }
+        }
+    }
+
+    @Test
+    void bf16SplitConversionsRefuseAnOddCount() {
+        ByteBuffer b = ByteBuffer.allocateDirect(64).order(ByteOrder.LITTLE_ENDIAN);
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Convert.decodeBf16Split(b, new float[8], 7));
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Convert.encodeBf16Split(new float[8], 7, b));
     }
 
     @Test

@@ -55,6 +55,17 @@ public final class KernelRunner {
         return new KernelContext(method.name(), name, shape, labels, base, g, pm, seed, false);
     }
 
+    /** A fresh kernel for this runner's inputs and parameters. */
+    TensorKernel kernel() {
+        KernelContext ctx = context();
+        method.checkParameters(ctx);
+        return method.kernel(ctx);
+    }
+
+    List<float[]> inputs() {
+        return inputs;
+    }
+
     float[] run() {
         return run(Integer.MAX_VALUE);
     }
