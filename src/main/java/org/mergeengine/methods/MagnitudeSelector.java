@@ -1,5 +1,7 @@
 package org.mergeengine.methods;
 
+import org.mergeengine.tensor.FloatBits;
+
 /**
  * Exact selection of the {@code k} largest (or smallest) magnitudes of a tensor in O(n) time and
  * O(1) memory in n: two streaming passes of 65536-bucket histograms over the float bits of |x|
@@ -23,6 +25,8 @@ final class MagnitudeSelector {
     private long tiesTotal;
     private long seen;          // ties seen so far in the current membership pass
     private boolean all, none;
+    private int[] scratch;
+    private static final int SCRATCH = 4096;
 
     MagnitudeSelector(long k, long n, boolean largest, boolean lowIndexFirst) {
         if (n > Integer.MAX_VALUE) {
@@ -34,6 +38,11 @@ final class MagnitudeSelector {
         this.lowIndexFirst = lowIndexFirst;
         this.none = k <= 0;
         this.all = k >= n;
+    }
+
+    private int[] scratch() {
+        if (scratch == null) scratch = new int[SCRATCH];
+        return scratch;
     }
 
     static int key(float x) {
@@ -78,9 +87,19 @@ final class MagnitudeSelector {
         if (trivial()) return;
         int[] h = hist;
         int bkt = bucket;
-        for (int i = off; i < off + len; i++) {
-            int key = key(v[i]);
-            if ((key >>> 16) == bkt) h[key & 0xffff]++;
+        int[] keys = scratch();
+        for (int s = 0; s < len; s += SCRATCH) {
+            int n = Math.min(SCRATCH, len - s);
+            FloatBits.toInts(v, off + s, n, keys, 0);
+            // On bf16 weights a fifth of all elements can share the cut's bucket, in no order: a
+            // branch per element mispredicts often. The matches are compacted first, without branches.
+            int m = 0;
+            for (int i = 0; i < n; i++) {
+                int key = keys[i] & 0x7fffffff;
+                keys[m] = key & 0xffff;
+                m += (key >>> 16) == bkt ? 1 : 0;
+            }
+            for (int i = 0; i < m; i++) h[keys[i]]++;
         }
     }
 
@@ -106,7 +125,12 @@ final class MagnitudeSelector {
 
     /**
      * Membership of the next {@code len} elements (in index order) as int masks, -1 for members and
-     * 0 otherwise, without a branch per element except at the rare ties.
+     * 0 otherwise.
+     *
+     * <p>The member ties (elements equal to the cut) are one contiguous run of the ties in index
+     * order, so a call whose ties are all members, or none, needs no per-element decision: only
+     * the call that holds the run's boundary goes element by element. On bf16 weights a fifth of
+     * all elements can be ties, and a branch per element mispredicts often.
      */
     void fill(float[] v, int len, int[] out) {
         if (none || all) {
@@ -114,16 +138,40 @@ final class MagnitudeSelector {
             return;
         }
         int c = cut;
-        if (largest) {
-            for (int i = 0; i < len; i++) out[i] = (c - key(v[i])) >> 31;
-        } else {
-            for (int i = 0; i < len; i++) out[i] = (key(v[i]) - c) >> 31;
+        FloatBits.toInts(v, 0, len, out, 0);
+        long ties = 0;
+        if (tiesTotal > 0) {
+            int t = 0;
+            for (int i = 0; i < len; i++) t += (((out[i] & 0x7fffffff) ^ c) - 1) >>> 31; // 1 where the magnitude is the cut
+            ties = t;
         }
-        if (tiesTotal == 0) return;
+        long first = lowIndexFirst ? 0 : tiesTotal - tiesTaken, end = first + tiesTaken; // member tie ordinals
+        long from = seen, to = seen + ties;
+        seen = to;
+        boolean allMembers = ties > 0 && from >= first && to <= end;
+        if (ties == 0 || allMembers || to <= first || from >= end) {
+            int tie = allMembers ? -1 : 0;
+            if (largest) {
+                for (int i = 0; i < len; i++) {
+                    int key = out[i] & 0x7fffffff;
+                    out[i] = ((c - key) >> 31) | ((((key ^ c) - 1) >> 31) & tie);
+                }
+            } else {
+                for (int i = 0; i < len; i++) {
+                    int key = out[i] & 0x7fffffff;
+                    out[i] = ((key - c) >> 31) | ((((key ^ c) - 1) >> 31) & tie);
+                }
+            }
+            return;
+        }
+        long s = from;
         for (int i = 0; i < len; i++) {
-            if (key(v[i]) == c) {
-                long s = seen++;
-                out[i] = (lowIndexFirst ? s < tiesTaken : s >= tiesTotal - tiesTaken) ? -1 : 0;
+            int key = out[i] & 0x7fffffff;
+            if (key == c) {
+                out[i] = s >= first && s < end ? -1 : 0;
+                s++;
+            } else {
+                out[i] = largest ? (c - key) >> 31 : (key - c) >> 31;
             }
         }
     }

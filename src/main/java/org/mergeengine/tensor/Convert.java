@@ -137,7 +137,6 @@ public final class Convert {
     /** Per-thread scratch of the split bf16 conversions (tile-sized, reused for every tile). */
     private static final class Split {
         int[] pairs = new int[0], even = new int[0], odd = new int[0];
-        ByteBuffer bounce = ByteBuffer.allocateDirect(0);
 
         Split ensure(int count) {
             int h = count >> 1;
@@ -145,7 +144,6 @@ public final class Convert {
                 pairs = new int[h];
                 even = new int[h];
                 odd = new int[h];
-                bounce = ByteBuffer.allocateDirect(4 * 2 * h).order(ByteOrder.nativeOrder());
             }
             return this;
         }
@@ -161,7 +159,7 @@ public final class Convert {
      * <p>Why split: neither Java 17's nor 25's JIT vectorises a loop that moves bits between int
      * and float, so {@link #decode} costs a scalar step per element. Here a pair of bf16 values is
      * one int, its halves go to two int arrays in shift and mask loops the JIT does vectorise, and
-     * ints become floats by a bulk copy through a direct buffer. A kernel whose output element
+     * ints become floats in bulk ({@link FloatBits}). A kernel whose output element
      * depends only on the same element of its inputs gives the same values in this order, and
      * {@link #encodeBf16Split} puts them back.
      */
@@ -173,11 +171,8 @@ public final class Convert {
         src.duplicate().order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(pairs, 0, h);
         for (int i = 0; i < h; i++) even[i] = pairs[i] << 16;
         for (int i = 0; i < h; i++) odd[i] = pairs[i] & 0xffff0000;
-        ByteBuffer bounce = s.bounce.clear();
-        java.nio.IntBuffer ints = bounce.asIntBuffer();
-        ints.put(even, 0, h);
-        ints.put(odd, 0, h);
-        bounce.asFloatBuffer().get(out, 0, count);
+        FloatBits.toFloats(even, 0, h, out, 0);
+        FloatBits.toFloats(odd, 0, h, out, h);
     }
 
     /**
@@ -191,11 +186,8 @@ public final class Convert {
         int h = count >> 1;
         Split s = SPLIT.get().ensure(count);
         int[] pairs = s.pairs, even = s.even, odd = s.odd;
-        ByteBuffer bounce = s.bounce.clear();
-        bounce.asFloatBuffer().put(in, 0, count);
-        java.nio.IntBuffer ints = bounce.asIntBuffer();
-        ints.get(even, 0, h);
-        ints.get(odd, 0, h);
+        FloatBits.toInts(in, 0, h, even, 0);
+        FloatBits.toInts(in, h, h, odd, 0);
         for (int i = 0; i < h; i++) {
             int b = even[i];
             int rounded = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
