@@ -168,7 +168,7 @@ public final class Convert {
         int h = count >> 1;
         Split s = SPLIT.get().ensure(count);
         int[] pairs = s.pairs, even = s.even, odd = s.odd;
-        src.duplicate().order(ByteOrder.LITTLE_ENDIAN).asIntBuffer().get(pairs, 0, h);
+        (src.order() == ByteOrder.LITTLE_ENDIAN ? src : src.duplicate().order(ByteOrder.LITTLE_ENDIAN)).asIntBuffer().get(pairs, 0, h);
         for (int i = 0; i < h; i++) even[i] = pairs[i] << 16;
         for (int i = 0; i < h; i++) odd[i] = pairs[i] & 0xffff0000;
         FloatBits.toFloats(even, 0, h, out, 0);

@@ -2,6 +2,8 @@ package org.mergeengine.tensor;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
+import java.nio.IntBuffer;
 
 /**
  * Bulk copies between floats and their bit patterns ({@link Float#floatToRawIntBits} and back).
@@ -16,28 +18,32 @@ public final class FloatBits {
     /** Elements per copy through the per-thread buffer (256 KB). */
     private static final int BLOCK = 1 << 16;
 
-    private static final ThreadLocal<ByteBuffer> BOUNCE =
-            ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(4 * BLOCK).order(ByteOrder.nativeOrder()));
+    /** A thread's direct buffer with its two views, made once: new views per call were garbage enough to grow G1's young generation. */
+    private static final class Bounce {
+        final ByteBuffer bytes = ByteBuffer.allocateDirect(4 * BLOCK).order(ByteOrder.nativeOrder());
+        final FloatBuffer floats = bytes.asFloatBuffer();
+        final IntBuffer ints = bytes.asIntBuffer();
+    }
+
+    private static final ThreadLocal<Bounce> BOUNCE = ThreadLocal.withInitial(Bounce::new);
 
     /** {@code bits[bitsOff + i] = floatToRawIntBits(v[off + i])} for i in [0, len). */
     public static void toInts(float[] v, int off, int len, int[] bits, int bitsOff) {
-        ByteBuffer b = BOUNCE.get();
+        Bounce b = BOUNCE.get();
         for (int s = 0; s < len; s += BLOCK) {
             int n = Math.min(BLOCK, len - s);
-            b.clear();
-            b.asFloatBuffer().put(v, off + s, n);
-            b.asIntBuffer().get(bits, bitsOff + s, n);
+            b.floats.put(0, v, off + s, n);
+            b.ints.get(0, bits, bitsOff + s, n);
         }
     }
 
     /** {@code v[off + i] = intBitsToFloat(bits[bitsOff + i])} for i in [0, len). */
     public static void toFloats(int[] bits, int bitsOff, int len, float[] v, int off) {
-        ByteBuffer b = BOUNCE.get();
+        Bounce b = BOUNCE.get();
         for (int s = 0; s < len; s += BLOCK) {
             int n = Math.min(BLOCK, len - s);
-            b.clear();
-            b.asIntBuffer().put(bits, bitsOff + s, n);
-            b.asFloatBuffer().get(v, off + s, n);
+            b.ints.put(0, bits, bitsOff + s, n);
+            b.floats.get(0, v, off + s, n);
         }
     }
 }
