@@ -92,6 +92,50 @@ public class KernelBenchmarks {
         return encoded;
     }
 
+    /** The output pass's conversions for elementwise kernels over bf16: a tile of 8,192 elements split by parity. */
+    @Benchmark
+    public float[] decodeBf16SplitTiles() {
+        for (int s = 0; s < N; s += 8192) {
+            bf16.position(2 * s);
+            Convert.decodeBf16Split(bf16, out, 8192);
+        }
+        bf16.position(0);
+        return out;
+    }
+
+    @Benchmark
+    public ByteBuffer encodeBf16SplitTiles() {
+        encoded.clear();
+        for (int s = 0; s < N; s += 8192) {
+            System.arraycopy(a, s, tile, 0, 8192);
+            Convert.encodeBf16Split(tile, 8192, encoded);
+        }
+        return encoded;
+    }
+
+    /** The same tiles converted in element order, as kernels that are not elementwise get them. */
+    @Benchmark
+    public float[] decodeBf16Tiles() {
+        for (int s = 0; s < N; s += 8192) {
+            bf16.position(2 * s);
+            Convert.decode(DType.BF16, bf16, out, 0, 8192);
+        }
+        bf16.position(0);
+        return out;
+    }
+
+    @Benchmark
+    public ByteBuffer encodeBf16Tiles() {
+        encoded.clear();
+        for (int s = 0; s < N; s += 8192) {
+            System.arraycopy(a, s, tile, 0, 8192);
+            Convert.encode(DType.BF16, tile, 0, 8192, encoded);
+        }
+        return encoded;
+    }
+
+    final float[] tile = new float[8192];
+
     float[] ka, kb, kbase;
 
     /** Kernels may rewrite a chunk's arrays in place (task vectors): each call gets fresh copies. */
