@@ -63,6 +63,32 @@ class ConvertTest {
     }
 
     @Test
+    void bf16EncodingInElementOrderRoundsEveryFloatAsTheScalarEncoding() {
+        // Odd counts, long and short runs, a source offset and unaligned targets.
+        java.util.SplittableRandom r = new java.util.SplittableRandom(11);
+        int n = 20001;
+        float[] values = new float[n + 5];
+        int[] special = {0x3f808000, 0x3f818000, 0x7f7fffff, 0xff7f8000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001,
+            0xff800001, 0x7fbfffff, 0x00000001, 0x80008000, 0x80000000, 0, 0x7fff8000};
+        for (int i = 0; i < values.length; i++) values[i] = Float.intBitsToFloat(i < special.length ? special[i] : r.nextInt());
+        int from = 3;
+        values[from + n - 1] = Float.intBitsToFloat(0x7fa00001); // a signalling NaN as the last, unpaired element
+        for (int count : new int[] {n, 8192, 8193, 1, 2, 0}) {
+            for (int offset : new int[] {0, 1, 2}) {
+                ByteBuffer dst = ByteBuffer.allocateDirect(offset + 2 * (count + 4)).order(ByteOrder.LITTLE_ENDIAN);
+                dst.position(offset);
+                Convert.encode(org.mergeengine.formats.DType.BF16, values, from, count, dst);
+                assertEquals(offset + 2 * count, dst.position(), "the position advances past the elements");
+                for (int i = 0; i < count; i++) {
+                    assertEquals(Convert.floatToBf16(values[from + i]), dst.getShort(offset + 2 * i),
+                            "element " + i + " of " + count + " at offset " + offset);
+                }
+                assertEquals(0, dst.getShort(offset + 2 * count), "nothing written past the elements");
+            }
+        }
+    }
+
+    @Test
     void bf16SplitConversionsRefuseAnOddCount() {
         ByteBuffer b = ByteBuffer.allocateDirect(64).order(ByteOrder.LITTLE_ENDIAN);
         org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Convert.decodeBf16Split(b, new float[8], 7));
