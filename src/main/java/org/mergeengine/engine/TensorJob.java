@@ -259,7 +259,8 @@ final class TensorJob {
         int n = raw.bytes().length;
         Tiles t = TILES.get().ensure(n, tile);
         ByteBuffer dst = takeBytes(out);
-        boolean split = splitsBf16(kernel);
+        // The split scratch grows with the tile: lanes that take whole chunks (DJL) keep element order.
+        boolean split = tile <= TILE && splitsBf16(kernel);
         for (int s = 0; s < raw.length(); s += tile) {
             int len = Math.min(tile, raw.length() - s);
             boolean splitTile = split && (len & 1) == 0;
