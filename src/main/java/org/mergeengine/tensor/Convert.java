@@ -154,7 +154,8 @@ public final class Convert {
     /**
      * Decodes an even {@code count} of bf16 elements at the buffer's position, split by parity:
      * {@code out[0..count/2)} gets elements 0, 2, 4, ... and {@code out[count/2..count)} elements
-     * 1, 3, 5, ... The buffer must be little-endian; its position is not moved.
+     * 1, 3, 5, ... The bytes are read as little-endian whatever the buffer's order; its position
+     * is not moved.
      *
      * <p>Why split: neither Java 17's nor 25's JIT vectorises a loop that moves bits between int
      * and float, so {@link #decode} costs a scalar step per element. Here a pair of bf16 values is
