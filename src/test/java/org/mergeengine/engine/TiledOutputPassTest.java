@@ -64,6 +64,17 @@ class TiledOutputPassTest {
                 assertEquals(-1L, Files.mismatch(a.resolve("model.safetensors"), b.resolve("model.safetensors")), bf16 + " with chunk " + chunk);
             }
         }
+        // Split tiles read from memory-mapped windows as well as from positional reads.
+        Path mapped = dir.resolve("split-mapped");
+        String prop = org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY;
+        String before = System.getProperty(prop);
+        try {
+            TestSupport.Result r = TestSupport.cli(dir.resolve("s0.yaml").toString(), mapped.toString(), "--chunk-elements", "10007", "--mmap", "--quiet");
+            assertEquals(0, r.exitCode(), r.stderr());
+        } finally {
+            if (before == null) System.clearProperty(prop); else System.setProperty(prop, before);
+        }
+        assertEquals(-1L, Files.mismatch(mapped.resolve("model.safetensors"), dir.resolve("plain-0-10007").resolve("model.safetensors")));
     }
 
     @Test
