@@ -189,23 +189,23 @@ public final class Convert {
         int[] pairs = s.pairs, even = s.even, odd = s.odd;
         FloatBits.toInts(in, 0, h, even, 0);
         FloatBits.toInts(in, h, h, odd, 0);
-        for (int i = 0; i < h; i++) {
-            int b = even[i];
-            int rounded = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-            int nan = (0x7f800000 - (b & 0x7fffffff)) >> 31; // all ones when b is a NaN
-            even[i] = rounded ^ ((rounded ^ ((b >>> 16) | 0x40)) & nan);
-        }
-        for (int i = 0; i < h; i++) {
-            int b = odd[i];
-            int rounded = (b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000;
-            int nan = (0x7f800000 - (b & 0x7fffffff)) >> 31;
-            odd[i] = rounded ^ ((rounded ^ ((b | 0x400000) & 0xffff0000)) & nan);
-        }
-        for (int i = 0; i < h; i++) pairs[i] = (even[i] & 0xffff) | odd[i];
+        roundToBf16(even, h);
+        roundToBf16(odd, h);
+        for (int i = 0; i < h; i++) pairs[i] = even[i] | (odd[i] << 16);
         ByteBuffer b = dst.order(ByteOrder.LITTLE_ENDIAN);
         int p = b.position();
         b.asIntBuffer().put(pairs, 0, h);
         b.position(p + 2 * count);
+    }
+
+    /** Float bits to bf16 bits (in the low half), in place: rounding as {@link #floatToBf16}, NaN chosen by a mask so that the loop vectorises. */
+    private static void roundToBf16(int[] bits, int n) {
+        for (int i = 0; i < n; i++) {
+            int b = bits[i];
+            int rounded = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+            int nan = (0x7f800000 - (b & 0x7fffffff)) >> 31; // all ones when b is a NaN
+            bits[i] = rounded ^ ((rounded ^ ((b >>> 16) | 0x40)) & nan);
+        }
     }
 
     /**
