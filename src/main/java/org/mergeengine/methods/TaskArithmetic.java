@@ -148,6 +148,8 @@ public final class TaskArithmetic implements MergeMethod {
         long drawnBits;
         float[] sum, div;
         float[] signs;
+        /** DELLA's per-row ordering, made at its first use. */
+        private MagnitudeRanks ranks;
 
         Kernel(KernelContext ctx) {
             base = ctx.baseIndex();
@@ -406,12 +408,12 @@ public final class TaskArithmetic implements MergeMethod {
                 return;
             }
             int L = (int) rowLen;
-            long[] order = new long[L];
+            int[] order = new int[L];
+            if (ranks == null) ranks = new MagnitudeRanks();
             for (int r0 = 0; r0 < c.length; r0 += L) {
-                for (int j = 0; j < L; j++) order[j] = ((long) MagnitudeSelector.key(d[r0 + j]) << 32) | j;
-                java.util.Arrays.sort(order); // ascending magnitude, ties by index
+                ranks.ascending(d, r0, L, order);
                 for (int rank = 0; rank < L; rank++) {
-                    int j = (int) order[rank];
+                    int j = order[rank];
                     // A one-element row has no spread of ranks: it keeps with probability density.
                     double p = L == 1 ? rho[k] : rho[k] - eps[k] + 2 * eps[k] * rank / (double) (L - 1);
                     mask[r0 + j] = Random.uniform(streams[k], c.start + r0 + j) < p ? -1 : 0;
