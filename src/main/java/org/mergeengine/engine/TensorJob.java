@@ -67,10 +67,43 @@ final class TensorJob {
     }
 
     private <T> CompletionStage<T> recorded(CompletionStage<T> done) {
-        return done.thenApply(d -> {
+        return done.handle((d, err) -> {
+            if (err != null) {
+                Throwable c = MergeException.unwrap(err);
+                if (c instanceof OutOfMemoryError oom) throw outOfMemory(oom);
+                throw err instanceof java.util.concurrent.CompletionException ce ? ce : new java.util.concurrent.CompletionException(err);
+            }
             if (journal != null) journal.finished(tensor.name(), from, to, crc.getValue());
             return d;
         });
+    }
+
+    /**
+     * Runs a step of the stream, turning an OutOfMemoryError into the error a user can act on: thrown
+     * on an actor thread as it is, it would stop the JVM with a stack trace and no word of what to do.
+     */
+    private <T> T guarded(java.util.function.Supplier<T> step) {
+        try {
+            return step.get();
+        } catch (OutOfMemoryError e) {
+            throw outOfMemory(e);
+        }
+    }
+
+    private MergeException outOfMemory(OutOfMemoryError e) {
+        TensorKernel k = tensor.method().kernel(tensor.context());
+        long need = k.wholeTensor() ? tensor.numel() * 4L * (tensor.inputs().size() + 1) : 0;
+        String what = k.wholeTensor()
+                ? ", which holds whole tensors in memory: " + gib(need) + " for the " + tensor.inputs().size() + " inputs and the output as float32"
+                : "";
+        return new MergeException(MergeException.Kind.USER, "out of memory merging " + tensor.name() + " (" + tensor.numel() + " elements, "
+                + tensor.method().name() + what + "): the JVM's heap is " + gib(Runtime.getRuntime().maxMemory())
+                + ". Give it more with JAVA_OPTS=-Xmx<size>" + (need > 0 ? " (at least " + gib(2 * need) + " for this tensor)" : "")
+                + ", or merge with fewer --workers or a smaller --max-memory, so that fewer tensors are in memory at once", e);
+    }
+
+    private static String gib(long bytes) {
+        return String.format(java.util.Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
     }
 
     TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
@@ -148,10 +181,11 @@ final class TensorJob {
             final int pass = p;
             stage = stage.thenCompose(d -> Source.from(ranges)
                     .mapAsync(PREFETCH, r -> load(r))
-                    .runWith(Sink.foreach(c -> {
+                    .runWith(Sink.foreach(c -> guarded(() -> {
                         kernel.reduce(pass, c);
                         release(c);
-                    }), mat)
+                        return c;
+                    })), mat)
                     .thenApply(x -> {
                         kernel.endPass(pass);
                         return x;
@@ -161,13 +195,13 @@ final class TensorJob {
             int tile = tileLength(kernel);
             return recorded(stage.thenCompose(d -> Source.from(ranges)
                     .mapAsync(PREFETCH, r -> loadRaw(r))
-                    .map(raw -> checksum(computeTiles(kernel, raw, tile)))
+                    .map(raw -> guarded(() -> checksum(computeTiles(kernel, raw, tile))))
                     .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                     .runWith(Sink.ignore(), mat)));
         }
         return recorded(stage.thenCompose(d -> Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
-                .map(c -> checksum(computeAndEncode(kernel, c)))
+                .map(c -> guarded(() -> checksum(computeAndEncode(kernel, c))))
                 .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                 .runWith(Sink.ignore(), mat)));
     }
@@ -319,7 +353,7 @@ final class TensorJob {
                         kernel.endPass(p);
                     }
                     return Source.from(chunks)
-                            .map(c -> checksum(computeAndEncode(kernel, c)))
+                            .map(c -> guarded(() -> checksum(computeAndEncode(kernel, c))))
                             .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                             .runWith(Sink.ignore(), mat);
                 });
