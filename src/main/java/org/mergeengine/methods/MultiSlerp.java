@@ -31,51 +31,153 @@ public final class MultiSlerp implements MergeMethod {
         double ws = 0;
         for (int i = 0; i < n; i++) ws += w[i] = ctx.model("weight", o[i]);
         if (ctx.flag("normalize_weights")) for (int i = 0; i < n; i++) w[i] /= ws;
-        return new TensorKernel() {
-            @Override public boolean wholeTensor() { return true; }
+        return new Kernel(ctx.tensorName(), o, base, w, eps);
+    }
 
-            @Override
-            public void compute(Chunk c, float[] out) {
-                int len = c.length;
-                float[][] x = new float[n][len];
-                double[] norm = new double[n];
-                for (int i = 0; i < n; i++) {
-                    for (int j = 0; j < len; j++) x[i][j] = c.in[o[i]][j] - (base >= 0 ? c.in[base][j] : 0f);
-                    double s = 0;
-                    for (int j = 0; j < len; j++) s += x[i][j] * (double) x[i][j];
-                    norm[i] = Math.sqrt(s);
-                }
-                double[] m = new double[len];
-                for (int i = 0; i < n; i++) {
-                    double f = w[i] / (norm[i] + eps);
-                    for (int j = 0; j < len; j++) m[j] += f * x[i][j];
-                }
-                double mn = 0;
-                for (double v : m) mn += v * v;
-                mn = Math.sqrt(mn);
-                if (mn < eps) {
-                    if (n != 2) {
-                        throw new MergeException(MergeException.Kind.USER, "multislerp: the weighted sum of the inputs of tensor " + ctx.tensorName()
-                                + " is zero (antipodal models?); change the weights");
-                    }
-                    for (int j = 0; j < len; j++) out[j] = (float) (w[0] * x[0][j] + w[1] * x[1][j]);
-                } else {
-                    for (int j = 0; j < len; j++) m[j] /= mn;
-                    double[] tangent = new double[len];
-                    for (int i = 0; i < n; i++) {
-                        double inv = 1 / (norm[i] + eps), dot = 0;
-                        for (int j = 0; j < len; j++) dot += x[i][j] * inv * m[j];
-                        for (int j = 0; j < len; j++) tangent[j] += w[i] * (x[i][j] * inv - dot * m[j]);
-                    }
-                    double tl = 0;
-                    for (double v : tangent) tl += v * v;
-                    double l = Math.sqrt(tl) + eps, scale = 0;
-                    for (int i = 0; i < n; i++) scale += w[i] * norm[i];
-                    double cl = Math.cos(l), sl = Math.sin(l) / l;
-                    for (int j = 0; j < len; j++) out[j] = (float) ((m[j] * cl + tangent[j] * sl) * scale);
-                }
-                if (base >= 0) for (int j = 0; j < len; j++) out[j] += c.in[base][j];
+    /**
+     * Streams the tensor: each sum the definition takes over the whole tensor gets a reduction pass
+     * (the norms |x_i|, then |m|, then the dots u_i·m̂, then |T|), and the output pass rebuilds m̂ and
+     * T element by element. The sums run in index order, as over the whole tensor at once, so the
+     * result is the same; memory is a few chunks instead of every input's whole tensor.
+     */
+    private static final class Kernel implements TensorKernel {
+        private final String tensor;
+        private final int[] o;
+        private final int base, n;
+        private final double[] w, norm, dot, f, inv;
+        private final double eps;
+        private double mn, tl;
+        private boolean fallback;
+        private double cl, sl, scale;
+        /** The chunk's x_i (model minus base, float32), and m̂ or the sums of a pass over it. */
+        private float[][] x = new float[0][];
+        private double[] acc = new double[0];
+
+        Kernel(String tensor, int[] o, int base, double[] w, double eps) {
+            this.tensor = tensor;
+            this.o = o;
+            this.base = base;
+            this.n = o.length;
+            this.w = w;
+            this.eps = eps;
+            this.norm = new double[n];
+            this.dot = new double[n];
+            this.f = new double[n];
+            this.inv = new double[n];
+        }
+
+        @Override public int reductionPasses() { return 4; }
+
+        private void load(Chunk c) {
+            int len = c.length, off = c.offset;
+            if (x.length != n || x[0].length < len) {
+                x = new float[n][len];
+                acc = new double[len];
             }
-        };
+            for (int i = 0; i < n; i++) {
+                float[] v = c.in[o[i]], xi = x[i];
+                if (base < 0) System.arraycopy(v, off, xi, 0, len);
+                else {
+                    float[] b = c.in[base];
+                    for (int j = 0; j < len; j++) xi[j] = v[off + j] - b[off + j];
+                }
+            }
+        }
+
+        /** acc[j] = m_j = sum_i w_i u_ij, before it is normalised. */
+        private void m(int len) {
+            java.util.Arrays.fill(acc, 0, len, 0);
+            for (int i = 0; i < n; i++) {
+                float[] xi = x[i];
+                double fi = f[i];
+                for (int j = 0; j < len; j++) acc[j] += fi * xi[j];
+            }
+        }
+
+        /** T_j = sum_i w_i (u_ij - (u_i·m̂) m̂_j). */
+        private double tangent(int j, double mh) {
+            double t = 0;
+            for (int i = 0; i < n; i++) t += w[i] * (x[i][j] * inv[i] - dot[i] * mh);
+            return t;
+        }
+
+        @Override
+        public void reduce(int pass, Chunk c) {
+            if (pass >= 2 && fallback) return;
+            int len = c.length;
+            load(c);
+            if (pass == 0) {
+                for (int i = 0; i < n; i++) {
+                    float[] xi = x[i];
+                    double s = norm[i];
+                    for (int j = 0; j < len; j++) s += xi[j] * (double) xi[j];
+                    norm[i] = s; // squared until the pass ends
+                }
+                return;
+            }
+            m(len);
+            if (pass == 1) {
+                double s = mn;
+                for (int j = 0; j < len; j++) s += acc[j] * acc[j];
+                mn = s;
+                return;
+            }
+            for (int j = 0; j < len; j++) acc[j] /= mn;
+            if (pass == 2) {
+                for (int i = 0; i < n; i++) {
+                    float[] xi = x[i];
+                    double d = dot[i], v = inv[i];
+                    for (int j = 0; j < len; j++) d += xi[j] * v * acc[j];
+                    dot[i] = d;
+                }
+                return;
+            }
+            double s = tl;
+            for (int j = 0; j < len; j++) {
+                double t = tangent(j, acc[j]);
+                s += t * t;
+            }
+            tl = s;
+        }
+
+        @Override
+        public void endPass(int pass) {
+            if (pass == 0) {
+                for (int i = 0; i < n; i++) {
+                    norm[i] = Math.sqrt(norm[i]);
+                    f[i] = w[i] / (norm[i] + eps);
+                    inv[i] = 1 / (norm[i] + eps);
+                }
+            } else if (pass == 1) {
+                mn = Math.sqrt(mn);
+                fallback = mn < eps;
+                if (fallback && n != 2) {
+                    throw new MergeException(MergeException.Kind.USER, "multislerp: the weighted sum of the inputs of tensor " + tensor
+                            + " is zero (antipodal models?); change the weights");
+                }
+            } else if (pass == 3 && !fallback) {
+                double l = Math.sqrt(tl) + eps;
+                scale = 0;
+                for (int i = 0; i < n; i++) scale += w[i] * norm[i];
+                cl = Math.cos(l);
+                sl = Math.sin(l) / l;
+            }
+        }
+
+        @Override
+        public void compute(Chunk c, float[] out) {
+            int len = c.length;
+            load(c);
+            if (fallback) {
+                for (int j = 0; j < len; j++) out[j] = (float) (w[0] * x[0][j] + w[1] * x[1][j]);
+            } else {
+                m(len);
+                for (int j = 0; j < len; j++) {
+                    double mh = acc[j] / mn;
+                    out[j] = (float) ((mh * cl + tangent(j, mh) * sl) * scale);
+                }
+            }
+            if (base >= 0) for (int j = 0; j < len; j++) out[j] += c.in[base][c.offset + j];
+        }
     }
 }
