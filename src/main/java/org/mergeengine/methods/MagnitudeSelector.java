@@ -13,7 +13,7 @@ import org.mergeengine.tensor.FloatBits;
  * highest. Membership is then asked element by element, in index order, in a third pass.
  */
 final class MagnitudeSelector {
-    private final long k;
+    private long k;
     private final boolean largest;
     private final boolean lowIndexFirst;
     /** int counts: half the cache footprint of longs (the increments land at random, so that is what costs). */
@@ -36,6 +36,26 @@ final class MagnitudeSelector {
         this.k = k;
         this.largest = largest;
         this.lowIndexFirst = lowIndexFirst;
+        this.none = k <= 0;
+        this.all = k >= n;
+    }
+
+    /**
+     * A selection whose k is only known after the first pass (sce counts its candidates in the pass
+     * that also builds the first histogram): call {@link #k(long)} before {@link #endHigh()}.
+     */
+    static MagnitudeSelector deferred(long n, boolean largest, boolean lowIndexFirst) {
+        MagnitudeSelector s = new MagnitudeSelector(1, Math.max(2, n), largest, lowIndexFirst);
+        s.n = n;
+        return s;
+    }
+
+    private long n = -1;
+
+    /** Sets k for a {@link #deferred} selection. */
+    void k(long k) {
+        if (n < 0) throw new IllegalStateException("k is set at construction");
+        this.k = k;
         this.none = k <= 0;
         this.all = k >= n;
     }

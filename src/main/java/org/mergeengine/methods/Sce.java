@@ -31,68 +31,145 @@ public final class Sce implements MergeMethod {
     public TensorKernel kernel(KernelContext ctx) {
         int base = ctx.baseIndex();
         int[] o = ctx.others();
-        double topk = ctx.global("select_topk");
-        return new TensorKernel() {
-            @Override public boolean wholeTensor() { return true; }
+        if (o.length == 0) return Copy.of(base);
+        return new Kernel(base, o, ctx.global("select_topk"), ctx.numel());
+    }
 
-            @Override
-            public void compute(Chunk c, float[] out) {
-                int len = c.length, n = o.length;
-                float[] b = c.in[base];
-                if (n == 0) {
-                    System.arraycopy(b, 0, out, 0, len);
-                    return;
-                }
-                float[][] t = new float[n][len];
-                for (int i = 0; i < n; i++) for (int j = 0; j < len; j++) t[i][j] = c.in[o[i]][j] - b[j];
-                if (topk < 1) select(t, len);
-                double[] omega = new double[n];
-                double total = 0;
-                for (int i = 0; i < n; i++) {
-                    double s = 0;
-                    for (float v : t[i]) s += v * (double) v;
-                    total += omega[i] = s / len;
-                }
-                for (int i = 0; i < n; i++) omega[i] = Math.abs(total) < 1e-6 ? 1.0 / n : omega[i] / total;
+    /**
+     * Streams the tensor. With select_topk < 1: two passes find the variance cut (the exact
+     * histogram selection TIES uses; the first also counts the positions of nonzero variance, which
+     * set how many are kept), and a third sums each model's energy over the kept positions; without
+     * it that third pass alone. Sums run in index order, as over the whole tensor at once.
+     */
+    private static final class Kernel implements TensorKernel {
+        private final int base, n;
+        private final int[] o;
+        private final double topk;
+        private final long numel;
+        private final boolean selects;
+        private long nonzero;
+        private MagnitudeSelector sel;
+        private final double[] omega;
+        private float[][] t = new float[0][];
+        private float[] var = new float[0];
+        private double[] mean = new double[0], sq = new double[0];
+        private int[] keep = new int[0];
+
+        Kernel(int base, int[] o, double topk, long numel) {
+            this.base = base;
+            this.o = o;
+            this.n = o.length;
+            this.topk = topk;
+            this.numel = numel;
+            this.selects = topk < 1;
+            this.omega = new double[n];
+            if (selects) sel = MagnitudeSelector.deferred(numel, true, true);
+        }
+
+        @Override public int reductionPasses() { return selects ? 3 : 1; }
+
+        /** Elements per step: the task vectors, variances and sums of a block stay in the cache. */
+        private static final int BLOCK = 8192;
+
+        /** A block's task vectors, their variances across the models, and (after the cut is known) the kept positions. */
+        private void load(Chunk c, boolean mask) {
+            int len = c.length, off = c.offset;
+            if (t.length != n || t[0].length < len) {
+                t = new float[n][len];
+                var = new float[len];
+                mean = new double[len];
+                sq = new double[len];
+                keep = new int[len];
+            }
+            float[] b = c.in[base];
+            for (int i = 0; i < n; i++) {
+                float[] x = c.in[o[i]], ti = t[i];
+                for (int j = 0; j < len; j++) ti[j] = x[off + j] - b[off + j];
+            }
+            if (!selects) return;
+            // population variance across the models, a model at a time so that the loops vectorise
+            java.util.Arrays.fill(mean, 0, len, 0);
+            java.util.Arrays.fill(sq, 0, len, 0);
+            for (float[] x : t) for (int j = 0; j < len; j++) mean[j] += x[j];
+            for (int j = 0; j < len; j++) mean[j] /= n;
+            for (float[] x : t) {
                 for (int j = 0; j < len; j++) {
-                    float s = 0;
-                    for (int i = 0; i < n; i++) s += t[i][j];
-                    boolean pos = s >= 0;
-                    double num = 0, den = 0;
-                    for (int i = 0; i < n; i++) {
-                        float v = t[i][j];
-                        if (pos ? v > 0 : v < 0) {
-                            num += omega[i] * v;
-                            den += omega[i];
-                        }
-                    }
-                    out[j] = (float) (b[j] + num / Math.max(den, 1e-6));
+                    double d = x[j] - mean[j];
+                    sq[j] += d * d;
                 }
             }
+            for (int j = 0; j < len; j++) var[j] = (float) (sq[j] / n);
+            if (!mask) return;
+            sel.fill(var, len, keep);
+            for (float[] x : t) for (int j = 0; j < len; j++) if (keep[j] == 0) x[j] = 0;
+        }
 
-            void select(float[][] t, int len) {
-                int n = t.length;
-                float[] var = new float[len];
-                long nonzero = 0;
-                for (int j = 0; j < len; j++) {
-                    double m = 0, s = 0;
-                    for (float[] x : t) m += x[j];
-                    m /= n;
-                    for (float[] x : t) s += (x[j] - m) * (x[j] - m);
-                    var[j] = (float) (s / n);
-                    if (var[j] != 0) nonzero++;
-                }
-                long k = topk <= 0 ? 0 : (long) Math.floor(nonzero * topk);
-                MagnitudeSelector sel = new MagnitudeSelector(k, len, true, true);
+        @Override
+        public void reduce(int pass, Chunk chunk) {
+            for (int s = 0; s < chunk.length; s += BLOCK) reduceBlock(pass, chunk.view(s, Math.min(BLOCK, chunk.length - s)));
+        }
+
+        private void reduceBlock(int pass, Chunk c) {
+            int len = c.length;
+            int energyPass = selects ? 2 : 0;
+            if (pass == 0 && selects) {
+                load(c, false);
+                long z = 0;
+                for (int j = 0; j < len; j++) z += var[j] != 0 ? 1 : 0;
+                nonzero += z;
                 sel.countHigh(var, len);
-                sel.endHigh();
+            } else if (pass == 1 && selects) {
+                load(c, false);
                 sel.countLow(var, len);
-                sel.endLow();
-                sel.restart();
-                for (int j = 0; j < len; j++) {
-                    if (!sel.member(var[j])) for (float[] x : t) x[j] = 0;
+            } else if (pass == energyPass) {
+                if (selects && c.start == 0) sel.restart();
+                load(c, true);
+                for (int i = 0; i < n; i++) {
+                    double s = omega[i];
+                    for (int j = 0; j < len; j++) s += t[i][j] * (double) t[i][j];
+                    omega[i] = s;
                 }
             }
-        };
+        }
+
+        @Override
+        public void endPass(int pass) {
+            if (selects && pass == 0) {
+                sel.k(topk <= 0 ? 0 : (long) Math.floor(nonzero * topk));
+                sel.endHigh();
+            } else if (selects && pass == 1) {
+                sel.endLow();
+            } else {
+                double total = 0;
+                for (int i = 0; i < n; i++) total += omega[i] = omega[i] / numel;
+                for (int i = 0; i < n; i++) omega[i] = Math.abs(total) < 1e-6 ? 1.0 / n : omega[i] / total;
+            }
+        }
+
+        @Override
+        public void compute(Chunk chunk, float[] out) {
+            for (int s = 0; s < chunk.length; s += BLOCK) computeBlock(chunk.view(s, Math.min(BLOCK, chunk.length - s)), out, s);
+        }
+
+        private void computeBlock(Chunk c, float[] out, int outOff) {
+            int len = c.length;
+            if (selects && c.start == 0) sel.restart();
+            load(c, true);
+            float[] b = c.in[base];
+            for (int j = 0; j < len; j++) {
+                float s = 0;
+                for (int i = 0; i < n; i++) s += t[i][j];
+                boolean pos = s >= 0;
+                double num = 0, den = 0;
+                for (int i = 0; i < n; i++) {
+                    float v = t[i][j];
+                    if (pos ? v > 0 : v < 0) {
+                        num += omega[i] * v;
+                        den += omega[i];
+                    }
+                }
+                out[outOff + j] = (float) (b[c.offset + j] + num / Math.max(den, 1e-6));
+            }
+        }
     }
 }
