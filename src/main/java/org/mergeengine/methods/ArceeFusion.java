@@ -24,28 +24,117 @@ public final class ArceeFusion implements MergeMethod {
 
     @Override
     public TensorKernel kernel(KernelContext ctx) {
-        int ia = ctx.baseIndex(), ib = ctx.others()[0];
-        int row = (int) ctx.rowLength();
-        return new TensorKernel() {
-            @Override public boolean wholeTensor() { return true; }
+        return new Kernel(ctx.baseIndex(), ctx.others()[0], (int) ctx.rowLength(), ctx.numel());
+    }
 
-            @Override
-            public void compute(Chunk c, float[] out) {
-                float[] a = c.in[ia], b = c.in[ib];
-                int len = c.length;
-                float[] imp = new float[len];
-                for (int r0 = 0; r0 < len; r0 += row) {
-                    double[] p = softmax(b, r0, row), q = softmax(a, r0, row);
-                    double kl = 0;
-                    for (int j = 0; j < row; j++) kl += p[j] * Math.log(p[j] / q[j]);
-                    for (int j = 0; j < row; j++) imp[r0 + j] = (float) (Math.abs(b[r0 + j] - a[r0 + j]) * kl);
+    /**
+     * Streams the tensor in whole rows. The first pass computes each row's KL once (kept, a double
+     * per row) and counts the importances' high 16 bits; the second counts the low 16 bits inside
+     * the buckets that hold the three quartiles' ranks, which gives them exactly, as sorting all of
+     * I would; the output pass compares. Sorting the whole tensor took most of this method's time,
+     * and holding its inputs whole most of its memory.
+     */
+    private static final class Kernel implements TensorKernel {
+        private static final double[] QUARTILES = {0.25, 0.5, 0.75};
+        private final int ia, ib, row;
+        private final long numel;
+        private final double[] kl;
+        private final long[] rank = new long[3];
+        private final int[] bucket = new int[3];
+        private final long[] below = new long[3];
+        private final float[] quartile = new float[3];
+        private int[] hist = new int[1 << 16];
+        private final int[][] low = new int[3][];
+        private final boolean[] counts = new boolean[3];
+        private float thr;
+
+        Kernel(int ia, int ib, int row, long numel) {
+            this.ia = ia;
+            this.ib = ib;
+            this.row = row;
+            this.numel = numel;
+            this.kl = new double[(int) Math.max(1, numel / row)];
+            for (int q = 0; q < 3; q++) rank[q] = (long) Math.floor(QUARTILES[q] * (numel - 1));
+        }
+
+        @Override public long alignment() { return row; }
+        @Override public int reductionPasses() { return 2; }
+
+        private float importance(float a, float b, double rowKl) {
+            return (float) (Math.abs(b - a) * rowKl);
+        }
+
+        /** The float's place in Arrays.sort's order as an unsigned int: -0 before 0, every NaN last. */
+        static int orderKey(float f) {
+            if (f != f) return -1;
+            int bits = Float.floatToRawIntBits(f);
+            return bits < 0 ? ~bits : bits ^ 0x80000000;
+        }
+
+        static float fromOrderKey(int k) {
+            if (k == -1) return Float.NaN;
+            return Float.intBitsToFloat(k < 0 ? k ^ 0x80000000 : ~k);
+        }
+
+        @Override
+        public void reduce(int pass, Chunk c) {
+            float[] a = c.in[ia], b = c.in[ib];
+            int off = c.offset;
+            for (int r0 = 0; r0 < c.length; r0 += row) {
+                int r = (int) ((c.start + r0) / row);
+                if (pass == 0) {
+                    double[] p = softmax(b, off + r0, row), q = softmax(a, off + r0, row);
+                    double sum = 0;
+                    for (int j = 0; j < row; j++) sum += p[j] * Math.log(p[j] / q[j]);
+                    kl[r] = sum;
                 }
-                float[] sorted = imp.clone();
-                java.util.Arrays.sort(sorted);
-                float thr = quantile(sorted, 0.5) + 1.5f * (quantile(sorted, 0.75) - quantile(sorted, 0.25));
-                for (int j = 0; j < len; j++) out[j] = imp[j] >= thr ? b[j] : a[j];
+                double rowKl = kl[r];
+                for (int j = off + r0; j < off + r0 + row; j++) {
+                    int key = orderKey(importance(a[j], b[j], rowKl));
+                    if (pass == 0) {
+                        hist[key >>> 16]++;
+                    } else {
+                        for (int q = 0; q < 3; q++) if (counts[q] && key >>> 16 == bucket[q]) low[q][key & 0xffff]++;
+                    }
+                }
             }
-        };
+        }
+
+        @Override
+        public void endPass(int pass) {
+            for (int q = 0; q < 3; q++) {
+                if (pass == 0) {
+                    long cum = 0;
+                    int h = 0;
+                    while (cum + hist[h] <= rank[q]) cum += hist[h++];
+                    bucket[q] = h;
+                    below[q] = cum;
+                    // The ranks ascend, so quartiles that share a bucket are neighbours: one histogram for them.
+                    counts[q] = q == 0 || bucket[q - 1] != h;
+                    low[q] = counts[q] ? new int[1 << 16] : low[q - 1];
+                } else {
+                    long cum = below[q];
+                    int l = 0;
+                    while (cum + low[q][l] <= rank[q]) cum += low[q][l++];
+                    quartile[q] = fromOrderKey((bucket[q] << 16) | l);
+                }
+            }
+            if (pass == 0) hist = null;
+            else thr = quartile[1] + 1.5f * (quartile[2] - quartile[0]);
+        }
+
+        @Override
+        public void compute(Chunk c, float[] out) {
+            float[] a = c.in[ia], b = c.in[ib];
+            int off = c.offset;
+            for (int r0 = 0; r0 < c.length; r0 += row) {
+                double rowKl = kl[(int) ((c.start + r0) / row)];
+                for (int j = r0; j < r0 + row; j++) {
+                    float x = a[off + j], y = b[off + j];
+                    out[j] = importance(x, y, rowKl) >= thr ? y : x;
+                }
+            }
+        }
     }
 
     static float quantile(float[] sorted, double q) {
