@@ -9,10 +9,11 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
- * arcee_fusion, multislerp and sce stream a tensor in passes instead of holding it whole. Each is
- * checked here against its definition computed plainly over the whole tensor at once (sums in
- * index order, a full sort for the quartiles), at several chunkings: the results must be the same
- * floats, bit for bit.
+ * arcee_fusion, multislerp, sce and karcher stream a tensor in passes instead of holding it whole.
+ * Each is checked here against its definition computed plainly over the whole tensor at once (sums
+ * in index order, a full sort for the quartiles, karcher's iteration on the vectors themselves), at
+ * several chunkings: the same floats, bit for bit, except karcher, which iterates on coefficients
+ * and so may differ by rounding.
  */
 class StreamedMethodsTest {
     private static final int ROWS = 37, COLS = 53, N = ROWS * COLS;
@@ -222,6 +223,88 @@ class StreamedMethodsTest {
                 for (int chunk : CHUNKS) {
                     float[] got = new KernelRunner("sce").base(b).input(x).input(y).global("select_topk", topk).run(chunk);
                     assertArrayEquals(want, got, "select_topk " + topk + (ties ? ", many ties" : "") + ", chunks of " + chunk);
+                }
+            }
+        }
+    }
+    // ---- karcher ----
+
+    /** The iteration on the unit vectors themselves, in double, as the definition states it. */
+    static float[] karcherReference(float[][] x, int maxIter, double tol) {
+        int n = x.length, len = x[0].length;
+        double[] norm = new double[n];
+        double meanNorm = 0;
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (float v : x[i]) s += v * (double) v;
+            norm[i] = Math.sqrt(s);
+            meanNorm += norm[i] / n;
+        }
+        int live = 0;
+        for (double v : norm) if (v > tol) live++;
+        float[] out = new float[len];
+        if (live == 0) return out;
+        double alpha = 1.0 / live;
+        double[] u = new double[len];
+        int first = -1;
+        for (int i = 0; i < n; i++) {
+            if (norm[i] <= tol) continue;
+            if (first < 0) first = i;
+            for (int j = 0; j < len; j++) u[j] += alpha * x[i][j] / norm[i];
+        }
+        if (!normalize(u, tol)) for (int j = 0; j < len; j++) u[j] = x[first][j] / norm[first];
+        double[] t = new double[len];
+        for (int it = 0; it < maxIter; it++) {
+            Arrays.fill(t, 0);
+            for (int i = 0; i < n; i++) {
+                if (norm[i] <= tol) continue;
+                double dot = 0;
+                for (int j = 0; j < len; j++) dot += u[j] * x[i][j] / norm[i];
+                double cos = Math.max(-1, Math.min(1, dot)), theta = Math.acos(cos);
+                if (theta < tol) continue;
+                double f = alpha * theta / Math.sin(theta);
+                for (int j = 0; j < len; j++) t[j] += f * (x[i][j] / norm[i] - cos * u[j]);
+            }
+            double tn = 0;
+            for (double v : t) tn += v * v;
+            tn = Math.sqrt(tn);
+            if (tn < tol) break;
+            double ct = Math.cos(tn), st = Math.sin(tn) / tn;
+            for (int j = 0; j < len; j++) u[j] = ct * u[j] + st * t[j];
+            normalize(u, tol);
+        }
+        for (int j = 0; j < len; j++) out[j] = (float) (meanNorm * u[j]);
+        return out;
+    }
+
+    private static boolean normalize(double[] v, double tol) {
+        double s = 0;
+        for (double x : v) s += x * x;
+        s = Math.sqrt(s);
+        if (s <= tol) return false;
+        for (int j = 0; j < v.length; j++) v[j] /= s;
+        return true;
+    }
+
+    @Test
+    void karcherOnCoefficientsMatchesTheIterationOnVectors() {
+        SplittableRandom r = new SplittableRandom(13);
+        float[] x = random(r, 1), y = random(r, 2), z = random(r, 0.5);
+        float[] near = x.clone(); // almost the same direction: the iteration stops early
+        for (int j = 0; j < N; j++) near[j] += (float) (r.nextGaussian() * 1e-3);
+        float[] zero = new float[N];
+        float[][][] cases = {{x, y}, {x, y, z}, {x, near}, {x, zero, y}, {zero, zero}};
+        for (float[][] in : cases) {
+            for (int maxIter : new int[] {10, 1}) {
+                float[] want = karcherReference(in, maxIter, 1e-5);
+                for (int chunk : CHUNKS) {
+                    KernelRunner k = new KernelRunner("karcher").global("max_iter", maxIter);
+                    for (float[] v : in) k.input(v);
+                    float[] got = k.run(chunk);
+                    for (int j = 0; j < N; j++) {
+                        assertEquals(want[j], got[j], 2e-6 * Math.max(1, Math.abs(want[j])),
+                                in.length + " inputs, max_iter " + maxIter + ", chunks of " + chunk + ", element " + j);
+                    }
                 }
             }
         }
