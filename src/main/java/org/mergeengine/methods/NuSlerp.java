@@ -38,54 +38,105 @@ public final class NuSlerp implements MergeMethod {
         double w1 = ctx.model("weight", o[0]), w2 = ctx.model("weight", o[1]);
         double t = Math.abs(w1 + w2) < 1e-6 ? 0.5 : w2 / (w1 + w2);
         boolean flatten = ctx.flag("nuslerp_flatten"), colWise = !flatten && ctx.flag("nuslerp_row_wise");
-        long[] shape = ctx.shape();
-        long rowLen = ctx.rowLength();
-        return new TensorKernel() {
-            @Override public boolean wholeTensor() { return flatten || colWise; }
-            @Override public long alignment() { return rowLen; }
+        int rowLen = (int) ctx.rowLength();
+        // one vector per tensor, per column (a slice along the first dimension), or per row
+        int vectors = flatten || (colWise && ctx.shape().length < 2) ? 1 : colWise ? rowLen : 0;
+        return new Kernel(o[0], o[1], base, t, rowLen, vectors);
+    }
 
-            @Override
-            public void compute(Chunk c, float[] out) {
-                int len = c.length;
-                float[] a = new float[len], b = new float[len];
+    /**
+     * A tensor or its columns are streamed: one pass sums |a|², |b|² and a·b per vector (in index
+     * order, as over the whole tensor at once), the output pass applies each vector's two
+     * coefficients. Rows fit in a chunk and take one pass.
+     */
+    private static final class Kernel implements TensorKernel {
+        private final int x1, x2, base, rowLen, vectors;
+        private final double t;
+        private final double[] na, nb, dot;
+        private final float[] ca, cb;
+
+        Kernel(int x1, int x2, int base, double t, int rowLen, int vectors) {
+            this.x1 = x1;
+            this.x2 = x2;
+            this.base = base;
+            this.t = t;
+            this.rowLen = rowLen;
+            this.vectors = vectors;
+            int v = Math.max(1, vectors);
+            na = new double[v];
+            nb = new double[v];
+            dot = new double[v];
+            ca = new float[v];
+            cb = new float[v];
+        }
+
+        @Override public long alignment() { return rowLen; }
+        @Override public int reductionPasses() { return vectors > 0 ? 1 : 0; }
+
+        private float a(Chunk c, int j) {
+            return c.in[x1][c.offset + j] - (base >= 0 ? c.in[base][c.offset + j] : 0f);
+        }
+
+        private float b(Chunk c, int j) {
+            return c.in[x2][c.offset + j] - (base >= 0 ? c.in[base][c.offset + j] : 0f);
+        }
+
+        /** The vector element j of the chunk belongs to (chunks start on whole rows). */
+        private int vector(int j) {
+            return vectors == 1 ? 0 : j % rowLen;
+        }
+
+        @Override
+        public void reduce(int pass, Chunk c) {
+            for (int j = 0; j < c.length; j++) {
+                int v = vector(j);
+                float a = a(c, j), b = b(c, j);
+                na[v] += a * (double) a;
+                nb[v] += b * (double) b;
+                dot[v] += a * (double) b;
+            }
+        }
+
+        @Override
+        public void endPass(int pass) {
+            for (int v = 0; v < vectors; v++) coefficients(na[v], nb[v], dot[v], v);
+        }
+
+        private void coefficients(double na, double nb, double dot, int v) {
+            double cos = dot / (Math.max(Math.sqrt(na), 1e-7) * Math.max(Math.sqrt(nb), 1e-7));
+            cos = Math.max(-1, Math.min(1, cos));
+            double theta = Math.acos(cos), s = Math.sin(theta);
+            if (Math.abs(s) < 1e-8) {
+                ca[v] = (float) (1 - t);
+                cb[v] = (float) t;
+            } else {
+                ca[v] = (float) (Math.sin((1 - t) * theta) / s);
+                cb[v] = (float) (Math.sin(t * theta) / s);
+            }
+        }
+
+        @Override
+        public void compute(Chunk c, float[] out) {
+            int len = c.length;
+            if (vectors == 0) {
+                for (int r0 = 0; r0 < len; r0 += rowLen) {
+                    double sa = 0, sb = 0, sd = 0;
+                    for (int j = r0; j < r0 + rowLen; j++) {
+                        float a = a(c, j), b = b(c, j);
+                        sa += a * (double) a;
+                        sb += b * (double) b;
+                        sd += a * (double) b;
+                    }
+                    coefficients(sa, sb, sd, 0);
+                    for (int j = r0; j < r0 + rowLen; j++) out[j] = ca[0] * a(c, j) + cb[0] * b(c, j);
+                }
+            } else {
                 for (int j = 0; j < len; j++) {
-                    float bs = base >= 0 ? c.in[base][j] : 0f;
-                    a[j] = c.in[o[0]][j] - bs;
-                    b[j] = c.in[o[1]][j] - bs;
+                    int v = vector(j);
+                    out[j] = ca[v] * a(c, j) + cb[v] * b(c, j);
                 }
-                if (flatten) {
-                    slerp(a, b, 0, 1, len, out);
-                } else if (colWise && shape.length >= 2) {
-                    int cols = (int) rowLen, rows = len / cols;
-                    // vectors along the first dimension: element k of vector j is at k*cols + j
-                    for (int j = 0; j < cols; j++) slerp(a, b, j, cols, rows, out);
-                } else {
-                    int L = (int) rowLen;
-                    for (int r0 = 0; r0 < len; r0 += L) slerp(a, b, r0, 1, L, out);
-                }
-                if (base >= 0) for (int j = 0; j < len; j++) out[j] += c.in[base][j];
             }
-
-            void slerp(float[] a, float[] b, int start, int stride, int count, float[] out) {
-                double na = 0, nb = 0, dot = 0;
-                for (int k = 0, j = start; k < count; k++, j += stride) {
-                    na += a[j] * (double) a[j];
-                    nb += b[j] * (double) b[j];
-                    dot += a[j] * (double) b[j];
-                }
-                double cos = dot / (Math.max(Math.sqrt(na), 1e-7) * Math.max(Math.sqrt(nb), 1e-7));
-                cos = Math.max(-1, Math.min(1, cos));
-                double theta = Math.acos(cos), s = Math.sin(theta);
-                float ca, cb;
-                if (Math.abs(s) < 1e-8) {
-                    ca = (float) (1 - t);
-                    cb = (float) t;
-                } else {
-                    ca = (float) (Math.sin((1 - t) * theta) / s);
-                    cb = (float) (Math.sin(t * theta) / s);
-                }
-                for (int k = 0, j = start; k < count; k++, j += stride) out[j] = ca * a[j] + cb * b[j];
-            }
-        };
+            if (base >= 0) for (int j = 0; j < len; j++) out[j] += c.in[base][c.offset + j];
+        }
     }
 }

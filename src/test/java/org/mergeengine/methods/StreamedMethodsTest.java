@@ -9,7 +9,7 @@ import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 
 /**
- * arcee_fusion, multislerp, sce and karcher stream a tensor in passes instead of holding it whole.
+ * arcee_fusion, multislerp, sce, karcher and nuslerp (flattened or by columns) stream a tensor in passes instead of holding it whole.
  * Each is checked here against its definition computed plainly over the whole tensor at once (sums
  * in index order, a full sort for the quartiles, karcher's iteration on the vectors themselves), at
  * several chunkings: the same floats, bit for bit, except karcher, which iterates on coefficients
@@ -306,6 +306,46 @@ class StreamedMethodsTest {
                                 in.length + " inputs, max_iter " + maxIter + ", chunks of " + chunk + ", element " + j);
                     }
                 }
+            }
+        }
+    }
+    // ---- nuslerp ----
+
+    /** Slerp of a and b over the elements start, start+stride, ... (count of them), as the definition states it. */
+    static void nuslerpVector(float[] a, float[] b, double t, int start, int stride, int count, float[] out) {
+        double na = 0, nb = 0, dot = 0;
+        for (int k = 0, j = start; k < count; k++, j += stride) {
+            na += a[j] * (double) a[j];
+            nb += b[j] * (double) b[j];
+            dot += a[j] * (double) b[j];
+        }
+        double cos = Math.max(-1, Math.min(1, dot / (Math.max(Math.sqrt(na), 1e-7) * Math.max(Math.sqrt(nb), 1e-7))));
+        double theta = Math.acos(cos), s = Math.sin(theta);
+        float ca = (float) (Math.abs(s) < 1e-8 ? 1 - t : Math.sin((1 - t) * theta) / s);
+        float cb = (float) (Math.abs(s) < 1e-8 ? t : Math.sin(t * theta) / s);
+        for (int k = 0, j = start; k < count; k++, j += stride) out[j] = ca * a[j] + cb * b[j];
+    }
+
+    @Test
+    void nuslerpFlatAndColumnWiseMatchTheWholeTensor() {
+        SplittableRandom r = new SplittableRandom(17);
+        float[] base = random(r, 1), x = random(r, 1), y = random(r, 1);
+        float[] a = new float[N], b = new float[N];
+        for (int j = 0; j < N; j++) {
+            a[j] = x[j] - base[j];
+            b[j] = y[j] - base[j];
+        }
+        double t = 0.4 / (0.6 + 0.4);
+        for (String mode : new String[] {"flat", "columns", "rows"}) {
+            float[] want = new float[N];
+            if (mode.equals("flat")) nuslerpVector(a, b, t, 0, 1, N, want);
+            else if (mode.equals("columns")) for (int col = 0; col < COLS; col++) nuslerpVector(a, b, t, col, COLS, ROWS, want);
+            else for (int row = 0; row < ROWS; row++) nuslerpVector(a, b, t, row * COLS, 1, COLS, want);
+            for (int j = 0; j < N; j++) want[j] += base[j];
+            for (int chunk : CHUNKS) {
+                float[] got = new KernelRunner("nuslerp").shape(ROWS, COLS).base(base).input(x).input(y).model("weight", Double.NaN, 0.6, 0.4)
+                        .global("nuslerp_flatten", mode.equals("flat") ? 1 : 0).global("nuslerp_row_wise", mode.equals("columns") ? 1 : 0).run(chunk);
+                assertArrayEquals(want, got, mode + ", chunks of " + chunk);
             }
         }
     }
