@@ -72,7 +72,6 @@ public final class MergeEngine implements AutoCloseable {
     }
 
     public CompletableFuture<Progress> runAsync(MergePlan plan, Path out, MergeOptions opts) {
-        checkHeap(plan, Runtime.getRuntime().maxMemory());
         StagedOutput staged = StagedOutput.open(plan, out, io);
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
         MergeSupervisor.Job job = new MergeSupervisor.Job(staged, opts.lanes(),
@@ -88,26 +87,6 @@ public final class MergeEngine implements AutoCloseable {
             staged.finish(opts);
             return p;
         }, io);
-    }
-
-    /**
-     * Fails before anything is written when a method that holds whole tensors (karcher, multislerp,
-     * sce, arcee_fusion, nuslerp's flattened forms) meets a tensor whose inputs and output cannot fit
-     * in the heap at all: otherwise the merge would run, maybe for an hour, until that tensor's turn,
-     * and fail there.
-     */
-    static void checkHeap(MergePlan plan, long maxHeap) {
-        for (org.mergeengine.plan.PlannedTensor t : plan.tensors()) {
-            if (!t.method().kernel(t.context()).wholeTensor()) continue;
-            long need = t.numel() * 4L * (t.inputs().size() + 1L);
-            if (need <= maxHeap) continue;
-            throw MergeException.user(String.format(java.util.Locale.ROOT,
-                    "%s holds whole tensors in memory, and %s (%d elements from %d inputs) needs at least %.1f GiB for its inputs and"
-                            + " output as float32, more than the JVM's heap of %.1f GiB: give the JVM more with JAVA_OPTS=-Xmx<size> (about"
-                            + " %.0fg for this tensor), or use a method that streams tensors in chunks",
-                    t.method().name(), t.name(), t.numel(), t.inputs().size(), need / (double) (1L << 30), maxHeap / (double) (1L << 30),
-                    Math.ceil(2.0 * need / (1L << 30))));
-        }
     }
 
     /**
