@@ -48,7 +48,7 @@ public final class MergeEngine implements AutoCloseable {
         Config c = ConfigFactory.load();
         String path = "pekko.library-extensions";
         java.util.List<String> ext = new java.util.ArrayList<>(c.getStringList(path));
-        ext.remove("org.apache.pekko.serialization.SerializationExtension$");
+        ext.removeIf("org.apache.pekko.serialization.SerializationExtension$"::equals); // every copy: a merged config can list it twice
         return c.withValue(path, com.typesafe.config.ConfigValueFactory.fromIterable(ext));
     }
 
