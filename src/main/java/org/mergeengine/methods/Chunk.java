@@ -15,7 +15,15 @@ public final class Chunk {
      * vectors (input minus base) in place, so that its later passes over a chunk the engine keeps
      * in memory read one array instead of two.
      */
-    boolean taskVectors;
+    private boolean taskVectors;
+
+    boolean holdsTaskVectors() {
+        return taskVectors;
+    }
+
+    void markTaskVectors() {
+        taskVectors = true;
+    }
 
     public Chunk(long start, int length, float[][] in) {
         this(start, length, in, 0);

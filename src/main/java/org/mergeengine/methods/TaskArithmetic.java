@@ -236,7 +236,7 @@ public final class TaskArithmetic implements MergeMethod {
             int off = c.offset;
             for (int k = 0; k < n; k++) {
                 float[] x = c.in[o[k]], d = delta[k];
-                if (c.taskVectors) System.arraycopy(x, off, d, 0, c.length);
+                if (c.holdsTaskVectors()) System.arraycopy(x, off, d, 0, c.length);
                 else for (int j = 0; j < c.length; j++) d[j] = x[off + j] - b[off + j];
             }
         }
@@ -271,16 +271,16 @@ public final class TaskArithmetic implements MergeMethod {
             // The selection passes only count magnitudes: they work on the chunk's own arrays, turned
             // into task vectors at the first of them. A chunk the engine keeps in memory across the
             // passes is then read as one array per model, not two, and never subtracted again.
-            boolean convert = pass < selectionPasses && !c.taskVectors;
+            boolean convert = pass < selectionPasses && !c.holdsTaskVectors();
             for (int s = 0; s < c.length; s += bl) {
                 Chunk v = c.view(s, Math.min(bl, c.length - s));
                 if (convert) {
                     toTaskVectors(v);
-                    v.taskVectors = true;
+                    v.markTaskVectors();
                 }
                 reduceBlock(pass, v);
             }
-            if (convert) c.taskVectors = true;
+            if (convert) c.markTaskVectors();
         }
 
         @Override
