@@ -35,21 +35,23 @@ public final class MultiSlerp implements MergeMethod {
     }
 
     /**
-     * Streams the tensor: each sum the definition takes over the whole tensor gets a reduction pass
-     * (the norms |x_i|, then |m|, then the dots u_i·m̂, then |T|), and the output pass rebuilds m̂ and
-     * T element by element. The sums run in index order, as over the whole tensor at once, so the
-     * result is the same; memory is a few chunks instead of every input's whole tensor.
+     * Streams the tensor in two reduction passes (the norms |x_i|, then |m|) and an output pass.
+     *
+     * <p>The tangent sum of the definition vanishes: T = sum_i w_i (u_i - (u_i·m̂) m̂) = m - (m·m̂) m̂
+     * = m - |m| m̂ = 0, whatever the weights. So l = eps and p = m̂ cos(eps), and the two passes that
+     * would gather the dots u_i·m̂ and |T| only measured rounding noise (of the order of 1e-16
+     * relative), which is left out here: the result is the definition's, without that noise.
      */
     private static final class Kernel implements TensorKernel {
         private final String tensor;
         private final int[] o;
         private final int base, n;
-        private final double[] w, norm, dot, f, inv;
+        private final double[] w, norm, f;
         private final double eps;
-        private double mn, tl;
+        private double mn;
         private boolean fallback;
-        private double cl, sl, scale;
-        /** The chunk's x_i (model minus base, float32), and m̂ or the sums of a pass over it. */
+        private double scale;
+        /** The chunk's x_i (model minus base, float32), and m over it. */
         private float[][] x = new float[0][];
         private double[] acc = new double[0];
 
@@ -61,12 +63,10 @@ public final class MultiSlerp implements MergeMethod {
             this.w = w;
             this.eps = eps;
             this.norm = new double[n];
-            this.dot = new double[n];
             this.f = new double[n];
-            this.inv = new double[n];
         }
 
-        @Override public int reductionPasses() { return 4; }
+        @Override public int reductionPasses() { return 2; }
 
         private void load(Chunk c) {
             int len = c.length, off = c.offset;
@@ -94,16 +94,8 @@ public final class MultiSlerp implements MergeMethod {
             }
         }
 
-        /** T_j = sum_i w_i (u_ij - (u_i·m̂) m̂_j). */
-        private double tangent(int j, double mh) {
-            double t = 0;
-            for (int i = 0; i < n; i++) t += w[i] * (x[i][j] * inv[i] - dot[i] * mh);
-            return t;
-        }
-
         @Override
         public void reduce(int pass, Chunk c) {
-            if (pass >= 2 && fallback) return;
             int len = c.length;
             load(c);
             if (pass == 0) {
@@ -116,28 +108,9 @@ public final class MultiSlerp implements MergeMethod {
                 return;
             }
             m(len);
-            if (pass == 1) {
-                double s = mn;
-                for (int j = 0; j < len; j++) s += acc[j] * acc[j];
-                mn = s;
-                return;
-            }
-            for (int j = 0; j < len; j++) acc[j] /= mn;
-            if (pass == 2) {
-                for (int i = 0; i < n; i++) {
-                    float[] xi = x[i];
-                    double d = dot[i], v = inv[i];
-                    for (int j = 0; j < len; j++) d += xi[j] * v * acc[j];
-                    dot[i] = d;
-                }
-                return;
-            }
-            double s = tl;
-            for (int j = 0; j < len; j++) {
-                double t = tangent(j, acc[j]);
-                s += t * t;
-            }
-            tl = s;
+            double s = mn;
+            for (int j = 0; j < len; j++) s += acc[j] * acc[j];
+            mn = s;
         }
 
         @Override
@@ -146,22 +119,18 @@ public final class MultiSlerp implements MergeMethod {
                 for (int i = 0; i < n; i++) {
                     norm[i] = Math.sqrt(norm[i]);
                     f[i] = w[i] / (norm[i] + eps);
-                    inv[i] = 1 / (norm[i] + eps);
                 }
-            } else if (pass == 1) {
-                mn = Math.sqrt(mn);
-                fallback = mn < eps;
-                if (fallback && n != 2) {
-                    throw new MergeException(MergeException.Kind.USER, "multislerp: the weighted sum of the inputs of tensor " + tensor
-                            + " is zero (antipodal models?); change the weights");
-                }
-            } else if (pass == 3 && !fallback) {
-                double l = Math.sqrt(tl) + eps;
-                scale = 0;
-                for (int i = 0; i < n; i++) scale += w[i] * norm[i];
-                cl = Math.cos(l);
-                sl = Math.sin(l) / l;
+                return;
             }
+            mn = Math.sqrt(mn);
+            fallback = mn < eps;
+            if (fallback && n != 2) {
+                throw new MergeException(MergeException.Kind.USER, "multislerp: the weighted sum of the inputs of tensor " + tensor
+                        + " is zero (antipodal models?); change the weights");
+            }
+            double s = 0;
+            for (int i = 0; i < n; i++) s += w[i] * norm[i];
+            scale = s * Math.cos(eps); // p = m̂ cos l with l = |T| + eps = eps
         }
 
         @Override
@@ -172,10 +141,7 @@ public final class MultiSlerp implements MergeMethod {
                 for (int j = 0; j < len; j++) out[j] = (float) (w[0] * x[0][j] + w[1] * x[1][j]);
             } else {
                 m(len);
-                for (int j = 0; j < len; j++) {
-                    double mh = acc[j] / mn;
-                    out[j] = (float) ((mh * cl + tangent(j, mh) * sl) * scale);
-                }
+                for (int j = 0; j < len; j++) out[j] = (float) (acc[j] / mn * scale);
             }
             if (base >= 0) for (int j = 0; j < len; j++) out[j] += c.in[base][c.offset + j];
         }
