@@ -52,7 +52,6 @@ public final class Sce implements MergeMethod {
         private final double[] omega;
         private float[][] t = new float[0][];
         private float[] var = new float[0];
-        private double[] mean = new double[0], sq = new double[0];
         private int[] keep = new int[0];
 
         Kernel(int base, int[] o, double topk, long numel) {
@@ -77,8 +76,6 @@ public final class Sce implements MergeMethod {
             if (t.length != n || t[0].length < len) {
                 t = new float[n][len];
                 var = new float[len];
-                mean = new double[len];
-                sq = new double[len];
                 keep = new int[len];
             }
             float[] b = c.in[base];
@@ -87,18 +84,15 @@ public final class Sce implements MergeMethod {
                 for (int j = 0; j < len; j++) ti[j] = x[off + j] - b[off + j];
             }
             if (!selects) return;
-            // population variance across the models, a model at a time so that the loops vectorise
-            java.util.Arrays.fill(mean, 0, len, 0);
-            java.util.Arrays.fill(sq, 0, len, 0);
-            for (float[] x : t) for (int j = 0; j < len; j++) mean[j] += x[j];
-            for (int j = 0; j < len; j++) mean[j] /= n;
-            for (float[] x : t) {
-                for (int j = 0; j < len; j++) {
-                    double d = x[j] - mean[j];
-                    sq[j] += d * d;
-                }
+            // population variance across the models, element by element: Java 17 vectorises no float to
+            // double loop, and per element the sums stay in registers (half the time of array passes)
+            for (int j = 0; j < len; j++) {
+                double m = 0, s = 0;
+                for (float[] x : t) m += x[j];
+                m /= n;
+                for (float[] x : t) s += (x[j] - m) * (x[j] - m);
+                var[j] = (float) (s / n);
             }
-            for (int j = 0; j < len; j++) var[j] = (float) (sq[j] / n);
             if (!mask) return;
             sel.fill(var, len, keep);
             for (float[] x : t) for (int j = 0; j < len; j++) if (keep[j] == 0) x[j] = 0;
