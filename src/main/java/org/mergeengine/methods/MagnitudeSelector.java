@@ -14,6 +14,8 @@ import org.mergeengine.tensor.FloatBits;
  */
 final class MagnitudeSelector {
     private long k;
+    /** The tensor's size for a {@link #deferred} selection, else -1. */
+    private long n = -1;
     private final boolean largest;
     private final boolean lowIndexFirst;
     /** int counts: half the cache footprint of longs (the increments land at random, so that is what costs). */
@@ -49,8 +51,6 @@ final class MagnitudeSelector {
         s.n = n;
         return s;
     }
-
-    private long n = -1;
 
     /** Sets k for a {@link #deferred} selection. */
     void k(long k) {
