@@ -49,6 +49,8 @@ public final class Ram implements MergeMethod {
             }
 
             @Override public int reductionPasses() { return plus ? 1 : 0; }
+            /** Each output element reads only the same element of the inputs (ramplus_tl's boosts are per tensor). */
+            @Override public boolean elementwise() { return true; }
 
             @Override
             public void reduce(int pass, Chunk c) {

@@ -36,6 +36,8 @@ class ElementwiseKernelTest {
             new Case("ties, density 1", () -> new KernelRunner("ties").base(A).input(B).input(C).model("weight", Double.NaN, 0.6, 0.5), true),
             new Case("nearswap", () -> new KernelRunner("nearswap").base(A).input(B).global("t", 0.3), true),
             new Case("passthrough, scale", () -> new KernelRunner("passthrough").input(A).model("scale", 0.5), true),
+            new Case("ram", () -> new KernelRunner("ram").base(A).input(B).input(C).global("epsilon", 0.3), true),
+            new Case("ramplus_tl", () -> new KernelRunner("ramplus_tl").base(A).input(B).input(C).global("epsilon", 0.3), true),
             new Case("ties, density 0.5", () -> new KernelRunner("ties").base(A).input(B).input(C).model("weight", Double.NaN, 0.6, 0.5).model("density", 1, 0.5, 0.5), false),
             new Case("dare_linear, no rescale", () -> new KernelRunner("dare_linear").base(A).input(B).model("weight", Double.NaN, 1).model("density", 1, 0.5).global("rescale", 0), false),
             new Case("breadcrumbs", () -> new KernelRunner("breadcrumbs").base(A).input(B).model("weight", Double.NaN, 1).model("density", 1, 0.8), false),
@@ -56,7 +58,7 @@ class ElementwiseKernelTest {
             assertTrue(samePermuted(c.runner().get(), perm), c.label() + " gives other values to reordered elements");
             checked++;
         }
-        assertEquals(5, checked);
+        assertEquals(7, checked);
     }
 
     @Test
