@@ -38,12 +38,13 @@ public final class ArceeFusion implements MergeMethod {
         private static final double[] QUARTILES = {0.25, 0.5, 0.75};
         private final int ia, ib, row;
         private final long numel;
-        private final double[] kl;
+        /** Each row's KL, and the first pass's histogram: made at the first pass, as the engine also builds kernels only to ask their properties. */
+        private double[] kl;
         private final long[] rank = new long[3];
         private final int[] bucket = new int[3];
         private final long[] below = new long[3];
         private final float[] quartile = new float[3];
-        private int[] hist = new int[1 << 16];
+        private int[] hist;
         private final int[][] low = new int[3][];
         private final boolean[] counts = new boolean[3];
         private float thr;
@@ -53,7 +54,6 @@ public final class ArceeFusion implements MergeMethod {
             this.ib = ib;
             this.row = row;
             this.numel = numel;
-            this.kl = new double[(int) Math.max(1, numel / row)];
             for (int q = 0; q < 3; q++) rank[q] = (long) Math.floor(QUARTILES[q] * (numel - 1));
         }
 
@@ -78,6 +78,10 @@ public final class ArceeFusion implements MergeMethod {
 
         @Override
         public void reduce(int pass, Chunk c) {
+            if (kl == null) {
+                kl = new double[(int) Math.max(1, numel / row)];
+                hist = new int[1 << 16];
+            }
             float[] a = c.in[ia], b = c.in[ib];
             int off = c.offset;
             for (int r0 = 0; r0 < c.length; r0 += row) {
@@ -102,6 +106,7 @@ public final class ArceeFusion implements MergeMethod {
 
         @Override
         public void endPass(int pass) {
+            if (hist == null && pass == 0) hist = new int[1 << 16]; // a tensor of no elements
             for (int q = 0; q < 3; q++) {
                 if (pass == 0) {
                     long cum = 0;
