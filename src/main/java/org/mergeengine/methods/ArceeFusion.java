@@ -48,6 +48,8 @@ public final class ArceeFusion implements MergeMethod {
         private final int[][] low = new int[3][];
         private final boolean[] counts = new boolean[3];
         private float thr;
+        /** A row's two softmaxes, reused: new arrays per row were garbage enough to grow the heap. */
+        private double[] pRow, qRow;
 
         Kernel(int ia, int ib, int row, long numel) {
             this.ia = ia;
@@ -87,7 +89,11 @@ public final class ArceeFusion implements MergeMethod {
             for (int r0 = 0; r0 < c.length; r0 += row) {
                 int r = (int) ((c.start + r0) / row);
                 if (pass == 0) {
-                    double[] p = softmax(b, off + r0, row), q = softmax(a, off + r0, row);
+                    if (pRow == null) {
+                        pRow = new double[row];
+                        qRow = new double[row];
+                    }
+                    double[] p = softmax(b, off + r0, row, pRow), q = softmax(a, off + r0, row, qRow);
                     double sum = 0;
                     for (int j = 0; j < row; j++) sum += p[j] * Math.log(p[j] / q[j]);
                     kl[r] = sum;
@@ -147,9 +153,13 @@ public final class ArceeFusion implements MergeMethod {
     }
 
     static double[] softmax(float[] x, int from, int len) {
+        return softmax(x, from, len, new double[len]);
+    }
+
+    /** softmax(x[from..from+len)) + 1e-8 into {@code p}, which it returns. */
+    static double[] softmax(float[] x, int from, int len, double[] p) {
         double max = Double.NEGATIVE_INFINITY;
         for (int j = 0; j < len; j++) max = Math.max(max, x[from + j]);
-        double[] p = new double[len];
         double s = 0;
         for (int j = 0; j < len; j++) s += p[j] = Math.exp(x[from + j] - max);
         for (int j = 0; j < len; j++) p[j] = p[j] / s + 1e-8;
