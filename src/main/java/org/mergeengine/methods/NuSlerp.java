@@ -52,8 +52,9 @@ public final class NuSlerp implements MergeMethod {
     private static final class Kernel implements TensorKernel {
         private final int x1, x2, base, rowLen, vectors;
         private final double t;
-        private final double[] na, nb, dot;
-        private final float[] ca, cb;
+        /** Per vector: the sums, then the two coefficients; made at the first use, as the engine also builds kernels only to ask their properties. */
+        private double[] na, nb, dot;
+        private float[] ca, cb;
 
         Kernel(int x1, int x2, int base, double t, int rowLen, int vectors) {
             this.x1 = x1;
@@ -62,6 +63,10 @@ public final class NuSlerp implements MergeMethod {
             this.t = t;
             this.rowLen = rowLen;
             this.vectors = vectors;
+        }
+
+        private void allocate() {
+            if (na != null) return;
             int v = Math.max(1, vectors);
             na = new double[v];
             nb = new double[v];
@@ -88,6 +93,7 @@ public final class NuSlerp implements MergeMethod {
 
         @Override
         public void reduce(int pass, Chunk c) {
+            allocate();
             for (int j = 0; j < c.length; j++) {
                 int v = vector(j);
                 float a = a(c, j), b = b(c, j);
@@ -99,6 +105,7 @@ public final class NuSlerp implements MergeMethod {
 
         @Override
         public void endPass(int pass) {
+            allocate();
             for (int v = 0; v < vectors; v++) coefficients(na[v], nb[v], dot[v], v);
         }
 
@@ -117,6 +124,7 @@ public final class NuSlerp implements MergeMethod {
 
         @Override
         public void compute(Chunk c, float[] out) {
+            allocate();
             int len = c.length;
             if (vectors == 0) {
                 for (int r0 = 0; r0 < len; r0 += rowLen) {
