@@ -47,8 +47,11 @@ final class MagnitudeSelector {
      * that also builds the first histogram): call {@link #k(long)} before {@link #endHigh()}.
      */
     static MagnitudeSelector deferred(long n, boolean largest, boolean lowIndexFirst) {
-        MagnitudeSelector s = new MagnitudeSelector(1, Math.max(2, n), largest, lowIndexFirst);
+        MagnitudeSelector s = new MagnitudeSelector(0, n, largest, lowIndexFirst);
         s.n = n;
+        // Until k is known, neither "take all" nor "take none" holds: the first pass must count.
+        s.all = false;
+        s.none = false;
         return s;
     }
 
