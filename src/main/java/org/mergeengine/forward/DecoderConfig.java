@@ -14,7 +14,7 @@ import org.mergeengine.formats.FormatException;
  */
 public record DecoderConfig(String modelType, int hidden, int layers, int heads, int kvHeads, int headDim,
                             int intermediate, int vocab, double rmsEps, boolean tiedEmbeddings, Rope rope,
-                            int slidingWindow, boolean[] slidingLayers) {
+                            int slidingWindow, boolean[] slidingLayers, int maxPositions) {
 
     static final Set<String> FAMILIES = Set.of("llama", "mistral", "qwen2", "qwen3");
 
@@ -49,8 +49,7 @@ public record DecoderConfig(String modelType, int hidden, int layers, int heads,
         int inter = positive(c, "intermediate_size", file);
         int vocab = positive(c, "vocab_size", file);
         double eps = c.hasNonNull("rms_norm_eps") ? c.get("rms_norm_eps").asDouble() : 1e-6;
-        boolean tied = c.hasNonNull("tie_word_embeddings") ? c.get("tie_word_embeddings").asBoolean()
-                : false;
+        boolean tied = c.path("tie_word_embeddings").asBoolean(false);
         Rope rope = Rope.fromConfig(c, headDim, file);
 
         int window = 0;
@@ -69,7 +68,8 @@ public record DecoderConfig(String modelType, int hidden, int layers, int heads,
             }
             if (use) window = sw.asInt();
         }
-        return new DecoderConfig(type, hidden, layers, heads, kvHeads, headDim, inter, vocab, eps, tied, rope, window, sliding);
+        int maxPos = c.path("max_position_embeddings").asInt(0);
+        return new DecoderConfig(type, hidden, layers, heads, kvHeads, headDim, inter, vocab, eps, tied, rope, window, sliding, maxPos);
     }
 
     static String text(ObjectNode c, String key) {
