@@ -117,6 +117,7 @@ public final class Main implements Callable<Integer> {
                 : sub.equals("bench") ? new BenchCommand(stdout, stderr)
                 : sub.equals("cache") ? new CacheCommand(stdout)
                 : sub.equals("multi") ? new MultiCommand(stderr)
+                : sub.equals("eval") ? new EvalCommand(stdout, stderr)
                 : sub.equals("node") ? new NodeCommand(stdout)
                 : sub.equals("warm-up") ? new WarmUpCommand() : new Main(stdout, stderr);
         if (!(command instanceof Main)) args = java.util.Arrays.copyOfRange(args, 1, args.length);
