@@ -117,6 +117,7 @@ public final class Main implements Callable<Integer> {
                 : sub.equals("bench") ? new BenchCommand(stdout, stderr)
                 : sub.equals("cache") ? new CacheCommand(stdout)
                 : sub.equals("multi") ? new MultiCommand(stderr)
+                : sub.equals("moe") ? new MoeCommand(stdout, stderr)
                 : sub.equals("eval") ? new EvalCommand(stdout, stderr)
                 : sub.equals("node") ? new NodeCommand(stdout)
                 : sub.equals("warm-up") ? new WarmUpCommand() : new Main(stdout, stderr);
