@@ -24,6 +24,7 @@ p = argparse.ArgumentParser()
 p.add_argument("config")
 p.add_argument("out")
 p.add_argument("--seed", type=int, default=42)
+p.add_argument("--no-load", action="store_true", help="skip step 1 (DeepSeek MoE needs its remote code)")
 args = p.parse_args()
 
 cfg = yaml.safe_load(open(args.config))
@@ -74,13 +75,15 @@ out_dtype = getattr(torch, dtype_name.replace("torch.", "")) if dtype_name else 
 gate_mode = cfg.get("gate_mode", "hidden")
 
 # --- 1. transformers loads it strictly and generates
-model, info = AutoModelForCausalLM.from_pretrained(args.out, output_loading_info=True, trust_remote_code=False)
-bad = {k: v for k, v in info.items() if v}
-print("loading info:", "clean" if not bad else bad)
-tok = AutoTokenizer.from_pretrained(args.out)
-ids = tok("hello world", return_tensors="pt", add_special_tokens=True)
-gen = model.generate(**ids, max_new_tokens=8, do_sample=False)
-print("generated ids:", gen[0].tolist())
+bad = {}
+if not args.no_load:
+    model, info = AutoModelForCausalLM.from_pretrained(args.out, output_loading_info=True, trust_remote_code=False)
+    bad = {k: v for k, v in info.items() if v}
+    print("loading info:", "clean" if not bad else bad)
+    tok = AutoTokenizer.from_pretrained(args.out)
+    ids = tok("hello world", return_tensors="pt", add_special_tokens=True)
+    gen = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    print("generated ids:", gen[0].tolist())
 
 # --- 2. non-router tensors
 out = Model(args.out)
