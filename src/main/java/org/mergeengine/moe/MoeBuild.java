@@ -65,7 +65,33 @@ public final class MoeBuild {
             warnings.add("Your model has " + e + " experts, which is not a power of two. The model will not be usable in llama.cpp.");
         }
         MoeLayout layout = MoeLayout.of(choice.arch(), layers, e, cfg.sharedExperts().size(), base.tensors().keySet(), heads, kv, hidden);
+        checkTensors(cfg, base, experts, layout);
         return new Layout(cfg, choice.arch(), base, experts, layout, MoePlanner.outDType(cfg, bc), warnings);
+    }
+
+    /** Every tensor the output reads is there, and the experts' MLP matrices have the base's shapes (mergekit-moe finds out mid-write). */
+    static void checkTensors(MoeConfig cfg, ModelFolder base, List<ModelFolder> experts, MoeLayout layout) {
+        List<MoeConfig.Expert> all = MoePlanner.allExperts(cfg);
+        for (MoeLayout.OutTensor t : layout.tensors()) {
+            if (t.kind() == MoeLayout.Kind.BASE && base.tensor(t.baseSource()) == null) {
+                throw new ConfigException("base_model", "Missing weight: " + t.baseSource() + " in " + cfg.baseModel() + " (needed for " + t.name()
+                        + "); mergekit-moe builds MoE models from Llama, Mistral, Qwen2 and Qwen3 checkpoints");
+            }
+            for (MoeLayout.Piece p : t.pieces()) {
+                MoeConfig.Expert x = all.get(p.expert());
+                ModelFolder.Located l = experts.get(p.expert()).tensor(p.sourceName());
+                if (l == null) {
+                    throw new ConfigException(x.yamlPath() + ".source_model", "Missing weight: " + p.sourceName() + " in " + x.sourceModel()
+                            + " (needed for " + t.name() + "); an expert must have the base's layers and MLP names");
+                }
+                ModelFolder.Located ref = base.tensor(p.sourceName());
+                if (ref != null && !java.util.Arrays.equals(ref.info().shape(), l.info().shape())) {
+                    throw new ConfigException(x.yamlPath() + ".source_model", p.sourceName() + " of " + x.sourceModel() + " has shape "
+                            + java.util.Arrays.toString(l.info().shape()) + ", the base's is " + java.util.Arrays.toString(ref.info().shape())
+                            + "; experts must have the base's hidden and intermediate sizes");
+                }
+            }
+        }
     }
 
     private static int intKey(ObjectNode c, String key, MoeConfig cfg) {
