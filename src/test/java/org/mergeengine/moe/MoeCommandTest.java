@@ -269,6 +269,41 @@ class MoeCommandTest {
     }
 
     @Test
+    void hiddenGatesRunTheBaseAndLayerZeroSeesTheLastTokensEmbedding() throws Exception {
+        Map<String, float[]> base = MoeModels.write(dir.resolve("base"), "qwen3", DType.F32, 1);
+        MoeModels.write(dir.resolve("e1"), "qwen3", DType.F32, 2);
+        MoeModels.write(dir.resolve("e2"), "qwen3", DType.F32, 3);
+        TestSupport.Result r = moe("base_model: " + dir.resolve("base") + "\nexperts:\n"
+                + "  - source_model: " + dir.resolve("e1") + "\n    positive_prompts: [\"a b\", \"c\"]\n    negative_prompts: [\"d\"]\n"
+                + "  - source_model: " + dir.resolve("e2") + "\n    positive_prompts: [\"e f g\"]\n");
+        assertEquals(0, r.exitCode(), r.stderr());
+        JsonNode vocab = Json.read(dir.resolve("base/tokenizer.json")).get("model").get("vocab");
+        float[] emb = base.get("model.embed_tokens.weight");
+        // the residual stream entering layer 0 is the embedding: mean of the prompts' last tokens, minus the negatives'
+        double[] pos = sumRows(emb, vocab.get("b").asInt(), vocab.get("c").asInt()), neg = sumRows(emb, vocab.get("d").asInt());
+        double[] row0 = new double[H];
+        for (int h = 0; h < H; h++) row0[h] = pos[h] / 2 - neg[h];
+        row0 = unit(row0);
+        double[] row1 = unit(sumRows(emb, vocab.get("g").asInt()));
+        try (ModelFolder out = output()) {
+            assertEquals(DType.F32, out.tensor("model.layers.0.mlp.gate.weight").info().dtype());
+            float[] g0 = TestSupport.floats(out, "model.layers.0.mlp.gate.weight");
+            for (int h = 0; h < H; h++) {
+                assertEquals(row0[h], g0[h], 1e-2, "expert 0, element " + h);
+                assertEquals(row1[h], g0[H + h], 1e-2, "expert 1, element " + h);
+            }
+            float[] g1 = TestSupport.floats(out, "model.layers.1.mlp.gate.weight");
+            double n = 0, diff = 0;
+            for (int h = 0; h < H; h++) {
+                n += g1[h] * (double) g1[h];
+                diff += Math.abs(g1[h] - g0[h]);
+            }
+            assertEquals(1.0, n, 2e-2, "layer 1's rows are unit vectors");
+            assertTrue(diff > 0.1, "layer 1 sees the first layer's output, not the embeddings");
+        }
+    }
+
+    @Test
     void mistakesExitWithTwoAndTheYamlPathBeforeAnythingIsWritten() throws Exception {
         MoeModels.write(dir.resolve("base"), "llama", DType.F32, 1);
         MoeModels.write(dir.resolve("q"), "qwen2", DType.F32, 2);
