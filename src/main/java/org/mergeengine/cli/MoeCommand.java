@@ -204,9 +204,13 @@ final class MoeCommand implements Callable<Integer> {
                 stderr.println(String.format(Locale.ROOT, "wrote a %s model with %d experts (%d tensors, %s) in %.2fs into %s", l.arch().displayName(),
                         l.config().experts().size(), p.tensorsTotal(), Sizes.human(plan.outputBytes()), (System.nanoTime() - t0) / 1e9, out));
             }
-        } finally {
+        } catch (RuntimeException | Error e) {
+            // a failed run's temporary output is gone, so its gates would never be reused (a killed run keeps both)
             computed.close();
+            OutputFolder.deleteTree(gatesDir);
+            throw e;
         }
+        computed.close();
         OutputFolder.deleteTree(gatesDir);
         return 0;
     }

@@ -12,7 +12,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
-import org.mergeengine.MergeException;
 import org.mergeengine.config.ConfigException;
 import org.mergeengine.config.ModelRef;
 import org.mergeengine.formats.DType;
@@ -220,7 +219,4 @@ public final class MoeBuild {
         return GateMath.degenerateWarning(GateMath.conditionNumbers(g.rows()));
     }
 
-    static MergeException internal(String m) {
-        return new MergeException(MergeException.Kind.INTERNAL, m);
-    }
 }

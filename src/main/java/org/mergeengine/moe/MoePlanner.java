@@ -11,13 +11,11 @@ import java.util.List;
 import java.util.Map;
 import org.mergeengine.config.ConfigException;
 import org.mergeengine.config.MergeConfig;
-import org.mergeengine.config.ModelRef;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.ShardLayout;
 import org.mergeengine.formats.TensorInfo;
 import org.mergeengine.methods.KernelContext;
-import org.mergeengine.methods.MergeMethod;
 import org.mergeengine.plan.MergePlan;
 import org.mergeengine.plan.PermutedRows;
 import org.mergeengine.plan.PlannedTensor;
@@ -204,12 +202,4 @@ public final class MoePlanner {
         return states;
     }
 
-    /** The model labels of a plan, for ModelRef lookups. */
-    static String label(ModelRef r) {
-        return r.toString();
-    }
-
-    static MergeMethod method() {
-        return ExpertMethod.card();
-    }
 }
