@@ -93,7 +93,7 @@ final class MoeCommand implements Callable<Integer> {
             "--low-cpu-memory", "--read-to-gpu", "--multi-gpu"}, hidden = true, description = "mergekit options that change nothing here")
     boolean[] ignored = new boolean[0];
 
-    @Option(names = "-v", description = "more output (with -vv, every planned tensor in --dry-run)")
+    @Option(names = "-v", description = "more output (with --dry-run: every output tensor and its sources)")
     boolean[] verbose = new boolean[0];
 
     @Option(names = "--quiet", description = "no progress output")

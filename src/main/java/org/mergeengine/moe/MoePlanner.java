@@ -32,7 +32,13 @@ public final class MoePlanner {
 
     /** What the plan is built from. {@code experts}: routed then shared, in config order; {@code computed}: the router file. */
     public record Inputs(MoeConfig config, MoeArchitecture arch, ModelFolder base, List<ModelFolder> experts, ModelFolder computed,
-                         long seed, TorchRandom afterGates, long shardSize, boolean copyTokenizer, boolean writeModelCard, List<String> warnings) {}
+                         long seed, TorchRandom afterGates, long shardSize, boolean copyTokenizer, boolean writeModelCard, List<String> warnings,
+                         Map<String, int[][][]> rowMaps) {
+        public Inputs(MoeConfig config, MoeArchitecture arch, ModelFolder base, List<ModelFolder> experts, ModelFolder computed, long seed,
+                      TorchRandom afterGates, long shardSize, boolean copyTokenizer, boolean writeModelCard, List<String> warnings) {
+            this(config, arch, base, experts, computed, seed, afterGates, shardSize, copyTokenizer, writeModelCard, warnings, new java.util.HashMap<>());
+        }
+    }
 
     /** The output dtype: the config's, else the base config's, else null (each tensor keeps its stored dtype). */
     public static DType outDType(MoeConfig cfg, ObjectNode baseConfig) {
@@ -165,21 +171,39 @@ public final class MoePlanner {
             int experts = countExperts(t);
             shape = new long[] {experts, rowsPerExpert, cols};
             long totalRows = experts * rowsPerExpert;
-            int[][] rowSources = new int[(int) totalRows][];
-            int[][] rowIds = new int[(int) totalRows][];
-            int r = 0;
-            for (int i = 0; i < srcs.size(); i++) {
-                long rows = srcs.get(i).info().shape()[0];
-                for (int j = 0; j < rows; j++, r++) {
-                    rowSources[r] = new int[] {i};
-                    rowIds[r] = new int[] {j};
-                }
-            }
-            PermutedRows rows = new PermutedRows(totalRows, cols, List.copyOf(srcs), rowSources, rowIds, (int) totalRows);
+            long[] pieceRows = new long[srcs.size()];
+            for (int i = 0; i < srcs.size(); i++) pieceRows[i] = srcs.get(i).info().shape()[0];
+            int[][][] map = in.rowMaps().computeIfAbsent(java.util.Arrays.toString(pieceRows), k -> rowMap(pieceRows));
+            PermutedRows rows = new PermutedRows(totalRows, cols, List.copyOf(srcs), map[0], map[1], (int) totalRows);
             input = new PlannedTensor.Input(labels.get(0), srcs.get(0), new long[] {totalRows, cols}, null, rows);
         }
         KernelContext ctx = new KernelContext(m.name(), t.name(), shape, List.copyOf(labels), -1, Map.of(), Map.of(), in.seed(), false);
         return new PlannedTensor(t.name(), shape, dt, List.of(input), m, ctx);
+    }
+
+    /**
+     * The row map of pieces of these row counts laid end to end: output row r is row rowIds[r][0]
+     * of piece rowSources[r][0]. Every layer's fused tensor has the same map, so one is kept per
+     * shape (a large model's plan would otherwise hold a map per layer).
+     */
+    static int[][][] rowMap(long[] pieceRows) {
+        long total = 0, longest = 0;
+        for (long r : pieceRows) {
+            total += r;
+            longest = Math.max(longest, r);
+        }
+        int[][] ids = new int[(int) longest][];
+        for (int j = 0; j < longest; j++) ids[j] = new int[] {j};
+        int[][] rowSources = new int[(int) total][], rowIds = new int[(int) total][];
+        int r = 0;
+        for (int i = 0; i < pieceRows.length; i++) {
+            int[] src = {i};
+            for (int j = 0; j < pieceRows[i]; j++, r++) {
+                rowSources[r] = src;
+                rowIds[r] = ids[j];
+            }
+        }
+        return new int[][][] {rowSources, rowIds};
     }
 
     private static int countExperts(MoeLayout.OutTensor t) {
