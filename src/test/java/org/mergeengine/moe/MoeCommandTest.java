@@ -304,6 +304,48 @@ class MoeCommandTest {
     }
 
     @Test
+    void anExpertWithALoraAdapterGetsTheAdaptedMatrices() throws Exception {
+        MoeModels.write(dir.resolve("base"), "llama", DType.F32, 1);
+        Map<String, float[]> e1 = MoeModels.write(dir.resolve("e1"), "llama", DType.F32, 2);
+        MoeModels.write(dir.resolve("e2"), "llama", DType.F32, 3);
+        Path a = Files.createDirectories(dir.resolve("adapter"));
+        ObjectNode ac = Json.MAPPER.createObjectNode();
+        ac.put("peft_type", "LORA");
+        ac.put("r", 2);
+        ac.put("lora_alpha", 4);
+        ac.putArray("target_modules").add("up_proj");
+        Json.write(a.resolve("adapter_config.json"), ac);
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(9);
+        List<org.mergeengine.formats.SafetensorsWriter.TensorData> t = new ArrayList<>();
+        float[][] la = new float[L][2 * H], lb = new float[L][I * 2];
+        for (int l = 0; l < L; l++) {
+            for (int k = 0; k < la[l].length; k++) la[l][k] = (float) rnd.nextGaussian();
+            for (int k = 0; k < lb[l].length; k++) lb[l][k] = (float) rnd.nextGaussian();
+            String m = "base_model.model.model.layers." + l + ".mlp.up_proj";
+            t.add(org.mergeengine.formats.SafetensorsWriter.TensorData.ofFloats(m + ".lora_A.weight", DType.F32, new long[] {2, H}, la[l]));
+            t.add(org.mergeengine.formats.SafetensorsWriter.TensorData.ofFloats(m + ".lora_B.weight", DType.F32, new long[] {I, 2}, lb[l]));
+        }
+        org.mergeengine.formats.SafetensorsWriter.writeFile(a.resolve("adapter_model.safetensors"), t);
+        TestSupport.Result r = moe("base_model: " + dir.resolve("base") + "\ngate_mode: random\nexperts:\n"
+                + "  - source_model: " + dir.resolve("e1") + "+" + a + "\n  - source_model: " + dir.resolve("e2") + "\n");
+        assertEquals(0, r.exitCode(), r.stderr());
+        try (ModelFolder out = output()) {
+            for (int l = 0; l < L; l++) {
+                float[] gu = TestSupport.floats(out, "model.layers." + l + ".mlp.experts.gate_up_proj");
+                float[] up = e1.get("model.layers." + l + ".mlp.up_proj.weight");
+                for (int i = 0; i < I; i++) {
+                    for (int j = 0; j < H; j++) {
+                        double d = 0;
+                        for (int k = 0; k < 2; k++) d += (double) lb[l][i * 2 + k] * la[l][k * H + j];
+                        assertEquals(up[i * H + j] + 2 * d, gu[I * H + i * H + j], 1e-4, "up_proj + (alpha/r)·B·A at " + i + "," + j);
+                    }
+                }
+                assertArrayEquals(e1.get("model.layers." + l + ".mlp.gate_proj.weight"), slice(gu, 0, I * H), "gate_proj is not adapted");
+            }
+        }
+    }
+
+    @Test
     void mistakesExitWithTwoAndTheYamlPathBeforeAnythingIsWritten() throws Exception {
         MoeModels.write(dir.resolve("base"), "llama", DType.F32, 1);
         MoeModels.write(dir.resolve("q"), "qwen2", DType.F32, 2);
