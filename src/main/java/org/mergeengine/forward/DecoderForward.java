@@ -80,8 +80,11 @@ public final class DecoderForward implements AutoCloseable {
         List<float[][]> states = run(batches, null);
         float[] norm = weights.vector("model.norm.weight", cfg.hidden());
         for (float[][] h : states) for (float[] row : h) rmsNorm(row, norm, row);
-        return new LogProbs(this).compute(batches, states);
+        return new LogProbs(this, vocabBlock).compute(batches, states);
     }
+
+    /** Vocabulary rows of the output projection read at a time (tests make it small). */
+    int vocabBlock = 2048;
 
     /** The final hidden states (before the final norm) of every batch, rows flattened b·T + t. */
     private List<float[][]> run(List<Batch> batches, LayerInputs sink) {
