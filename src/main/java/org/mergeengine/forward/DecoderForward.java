@@ -3,11 +3,11 @@ package org.mergeengine.forward;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ForkJoinPool;
+import java.util.function.IntConsumer;
 import java.util.stream.IntStream;
 import org.mergeengine.MergeException;
 import org.mergeengine.formats.ModelFolder;
@@ -29,9 +29,11 @@ public final class DecoderForward implements AutoCloseable {
     private final Weights weights;
     private final ForkJoinPool pool;
     private final Map<Integer, Object[]> resident;
+    private final boolean ownsModel;
 
-    private DecoderForward(ModelFolder model, DecoderConfig cfg, int lanes, boolean keepWeights) {
+    private DecoderForward(ModelFolder model, boolean ownsModel, DecoderConfig cfg, int lanes, boolean keepWeights) {
         this.model = model;
+        this.ownsModel = ownsModel;
         this.cfg = cfg;
         this.weights = new Weights(model);
         this.pool = new ForkJoinPool(Math.max(1, lanes));
@@ -50,14 +52,27 @@ public final class DecoderForward implements AutoCloseable {
         if (lanes < 1) throw new IllegalArgumentException("lanes must be at least 1");
         ModelFolder m = ModelFolder.open(modelDir);
         try {
-            DecoderConfig cfg = DecoderConfig.parse(m.config(), modelDir.resolve("config.json"));
-            DecoderForward f = new DecoderForward(m, cfg, lanes, keepWeights);
-            f.weights.locate(EMBED, cfg.vocab(), cfg.hidden());
-            return f;
+            return create(m, true, lanes, keepWeights);
         } catch (RuntimeException e) {
             m.close();
             throw e;
         }
+    }
+
+    /**
+     * Runs a model already opened by the caller (a hub snapshot, a base with a LoRA adapter
+     * applied): its files stay open when this closes.
+     */
+    public static DecoderForward open(ModelFolder model, int lanes) {
+        if (lanes < 1) throw new IllegalArgumentException("lanes must be at least 1");
+        return create(model, false, lanes, false);
+    }
+
+    private static DecoderForward create(ModelFolder m, boolean owns, int lanes, boolean keepWeights) {
+        DecoderConfig cfg = DecoderConfig.parse(m.config(), m.dir().resolve("config.json"));
+        DecoderForward f = new DecoderForward(m, owns, cfg, lanes, keepWeights);
+        f.weights.locate(EMBED, cfg.vocab(), cfg.hidden());
+        return f;
     }
 
     static final String EMBED = "model.embed_tokens.weight";
@@ -80,15 +95,17 @@ public final class DecoderForward implements AutoCloseable {
         List<float[][]> states = run(batches, null);
         float[] norm = weights.vector("model.norm.weight", cfg.hidden());
         for (float[][] h : states) for (float[] row : h) rmsNorm(row, norm, row);
-        return new LogProbs(this).compute(batches, states);
+        return new LogProbs(this, vocabBlock).compute(batches, states);
     }
+
+    /** Vocabulary rows of the output projection read at a time (tests make it small). */
+    int vocabBlock = 2048;
 
     /** The final hidden states (before the final norm) of every batch, rows flattened b·T + t. */
     private List<float[][]> run(List<Batch> batches, LayerInputs sink) {
         for (int i = 0; i < batches.size(); i++) check(batches.get(i), i);
         List<float[][]> states = new ArrayList<>();
         for (Batch b : batches) states.add(embed(b));
-        int hid = cfg.hidden();
         for (int l = 0; l < cfg.layers(); l++) {
             if (sink != null) {
                 for (int i = 0; i < batches.size(); i++) {
@@ -104,6 +121,7 @@ public final class DecoderForward implements AutoCloseable {
             attn = null; // dropped before the MLP's weights are read
             Mlp mlp = mlp(l);
             for (float[][] h : states) mlp(mlp, h);
+            weights.dropFactors();
         }
         return states;
     }
@@ -283,7 +301,7 @@ public final class DecoderForward implements AutoCloseable {
         for (int i = 0; i < h.length; i++) h[i] += d[i];
     }
 
-    void parallel(int n, java.util.function.IntConsumer body) {
+    void parallel(int n, IntConsumer body) {
         if (pool.getParallelism() <= 1 || n <= 1) {
             for (int i = 0; i < n; i++) body.accept(i);
         } else {
@@ -297,6 +315,6 @@ public final class DecoderForward implements AutoCloseable {
     @Override
     public void close() {
         pool.shutdownNow();
-        model.close();
+        if (ownsModel) model.close();
     }
 }

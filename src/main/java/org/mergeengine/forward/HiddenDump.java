@@ -8,16 +8,18 @@ import java.util.List;
 import org.mergeengine.formats.Json;
 
 /**
- * {@code java -cp merge-engine.jar org.mergeengine.forward.HiddenDump MODEL IDS.json OUT.json}: the
- * layer inputs and next-token log-probabilities of one batch ({@code {"ids": [[..]], "mask": [[..]]}}),
- * as JSON, for comparing the forward pass with another implementation by hand.
+ * {@code java -cp merge-engine.jar org.mergeengine.forward.HiddenDump MODEL IDS.json OUT.json [--last]}:
+ * the layer inputs and next-token log-probabilities of one batch
+ * ({@code {"ids": [[..]], "mask": [[..]]}}), as JSON, for comparing the forward pass with another
+ * implementation by hand. {@code --last}: only each row's last position, and no log-probabilities.
  */
 public final class HiddenDump {
     private HiddenDump() {}
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 3) {
-            System.err.println("usage: HiddenDump MODEL IDS.json OUT.json");
+        boolean last = args.length == 4 && args[3].equals("--last");
+        if (args.length != 3 && !last) {
+            System.err.println("usage: HiddenDump MODEL IDS.json OUT.json [--last]");
             System.exit(2);
         }
         JsonNode in = Json.read(Path.of(args[1]));
@@ -30,12 +32,16 @@ public final class HiddenDump {
                 ArrayNode layer = layers.addArray();
                 for (float[][] row : h) {
                     ArrayNode r = layer.addArray();
-                    for (float[] pos : row) {
+                    for (float[] pos : last ? new float[][] {row[row.length - 1]} : row) {
                         ArrayNode p = r.addArray();
                         for (float v : pos) p.add(v);
                     }
                 }
             });
+            if (last) {
+                Json.write(Path.of(args[2]), out);
+                return;
+            }
             ArrayNode lp = out.putArray("logprobs");
             for (double[] row : f.nextTokenLogProbs(List.of(b))[0]) {
                 ArrayNode r = lp.addArray();

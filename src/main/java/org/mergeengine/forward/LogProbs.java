@@ -10,13 +10,13 @@ import org.mergeengine.formats.ModelFolder;
  * position, so neither the projection nor the [tokens, vocab] logits are ever held whole.
  */
 final class LogProbs {
-    /** Vocabulary rows per block. */
-    private static final int BLOCK = 2048;
-
     private final DecoderForward f;
+    private final int block;
 
-    LogProbs(DecoderForward f) {
+    /** {@code block}: vocabulary rows read and projected at a time. */
+    LogProbs(DecoderForward f, int block) {
         this.f = f;
+        this.block = block;
     }
 
     double[][][] compute(List<Batch> batches, List<float[][]> states) {
@@ -34,13 +34,13 @@ final class LogProbs {
             target[i] = new double[rows];
             Arrays.fill(target[i], Double.NaN);
         }
-        for (int v0 = 0; v0 < cfg.vocab(); v0 += BLOCK) {
-            int cols = Math.min(BLOCK, cfg.vocab() - v0);
-            Linear block = w.rows(head, v0, cols, cfg.hidden(), null);
+        for (int v0 = 0; v0 < cfg.vocab(); v0 += block) {
+            int cols = Math.min(block, cfg.vocab() - v0);
+            Linear rows = w.rows(head, v0, cols, cfg.hidden(), null);
             for (int i = 0; i < n; i++) {
                 Batch b = batches.get(i);
                 int t = b.length();
-                float[][] logits = MatMul.apply(f.pool(), states.get(i), block);
+                float[][] logits = MatMul.apply(f.pool(), states.get(i), rows);
                 double[] mx = max[i], sm = sum[i], tg = target[i];
                 int first = v0;
                 f.parallel(logits.length, m -> {

@@ -2,15 +2,20 @@ package org.mergeengine.forward;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.FormatException;
 import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.formats.TensorFile;
 import org.mergeengine.formats.TensorInfo;
 import org.mergeengine.tensor.Convert;
 
 /**
  * Reads single tensors of a model as float32 (from bf16, f16 or f32), in bounded chunks, so that
- * only the tensor itself is ever held whole.
+ * only the tensor itself is ever held whole. A tensor with a LoRA update gets W + s·B·A, rounded to
+ * its stored dtype as a merged checkpoint would hold it.
  */
 final class Weights {
     /** Bytes per read: large enough for few system calls, small beside one layer. */
@@ -18,6 +23,8 @@ final class Weights {
 
     private final ModelFolder model;
     private final ByteBuffer buf = ByteBuffer.allocate(CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+    /** LoRA factors of the current layer's tensors: [L (rows·r, scale folded in), R (r·cols)]. */
+    private final Map<ModelFolder.LowRank, float[][]> factors = new HashMap<>();
 
     Weights(ModelFolder model) {
         this.model = model;
@@ -35,12 +42,9 @@ final class Weights {
             throw new FormatException(l.file().path() + ": tensor '" + name + "' is " + t.dtype().safetensorsName()
                     + "; the forward pass reads BF16, F16 and F32 weights");
         }
-        if (!java.util.Arrays.equals(t.shape(), shape)) {
+        if (!Arrays.equals(t.shape(), shape)) {
             throw new FormatException(l.file().path() + ": tensor '" + name + "' has shape " + t.shapeString() + ", but config.json implies "
-                    + java.util.Arrays.toString(shape));
-        }
-        if (l.delta() != null) {
-            throw new FormatException(model.dir() + ": tensor '" + name + "' carries a LoRA update; the forward pass reads plain weights (merge the adapter into the model first)");
+                    + Arrays.toString(shape));
         }
         return l;
     }
@@ -58,6 +62,57 @@ final class Weights {
             Convert.decode(t.dtype(), buf, dst, off + done, n);
             done += n;
         }
+        if (l.delta() != null) addLowRank(l, start, count, dst, off);
+    }
+
+    private void addLowRank(ModelFolder.Located l, long start, int count, float[] dst, int off) {
+        ModelFolder.LowRank d = l.delta();
+        float[][] f = factors.computeIfAbsent(d, Weights::loadFactors);
+        float[] left = f[0], right = f[1];
+        int rank = d.rank();
+        int cols = (int) l.info().shape()[1];
+        for (int k = 0; k < count; k++) {
+            long e = start + k;
+            int row = (int) (e / cols), col = (int) (e % cols);
+            float acc = 0;
+            for (int q = 0; q < rank; q++) acc += left[row * rank + q] * right[q * cols + col];
+            dst[off + k] = Convert.roundTo(l.info().dtype(), dst[off + k] + acc);
+        }
+    }
+
+    /** L and R of W += L·R: B·A for a Linear layer, Aᵀ·Bᵀ for an embedding (or fan_in_fan_out). */
+    private static float[][] loadFactors(ModelFolder.LowRank d) {
+        TensorInfo a = d.a(), b = d.b();
+        float[] av = whole(d.file(), a), bv = whole(d.file(), b);
+        int rank = d.rank();
+        float[] left, right;
+        if (!d.transposed()) {
+            left = bv;   // B [rows, r]
+            right = av;  // A [r, cols]
+        } else {
+            int rows = (int) a.shape()[1], cols = (int) b.shape()[0];
+            left = new float[rows * rank];
+            for (int q = 0; q < rank; q++) for (int i = 0; i < rows; i++) left[i * rank + q] = av[q * rows + i];
+            right = new float[rank * cols];
+            for (int j = 0; j < cols; j++) for (int q = 0; q < rank; q++) right[q * cols + j] = bv[j * rank + q];
+        }
+        for (int i = 0; i < left.length; i++) left[i] *= d.scale();
+        return new float[][] {left, right};
+    }
+
+    private static float[] whole(TensorFile f, TensorInfo t) {
+        int n = Math.toIntExact(t.numel());
+        float[] v = new float[n];
+        ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(t.byteSize())).order(ByteOrder.LITTLE_ENDIAN);
+        f.readInto(t, 0, b);
+        b.flip();
+        Convert.decode(t.dtype(), b, v, 0, n);
+        return v;
+    }
+
+    /** Forgets LoRA factors read so far (they belong to the layer just dropped). */
+    synchronized void dropFactors() {
+        factors.clear();
     }
 
     /** A 1-D tensor of {@code n} elements. */

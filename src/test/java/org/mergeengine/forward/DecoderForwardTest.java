@@ -8,15 +8,22 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.mergeengine.MergeException;
+import org.mergeengine.formats.DType;
 import org.mergeengine.formats.FormatException;
 import org.mergeengine.formats.Json;
+import org.mergeengine.formats.LoraAdapter;
+import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.formats.SafetensorsWriter;
 
 class DecoderForwardTest {
     @TempDir
@@ -45,6 +52,7 @@ class DecoderForwardTest {
         List<float[][][][]> got = collect(m.dir(), 2, batches, false);
         double[][][] lp;
         try (DecoderForward f = DecoderForward.open(m.dir(), 2)) {
+            f.vocabBlock = 7; // the log-sum-exp runs over several blocks of the vocabulary, the last one short
             assertEquals(spec.layers(), f.numLayers());
             assertEquals(spec.hidden(), f.hiddenSize());
             assertEquals(spec.vocab(), f.vocabSize());
@@ -193,6 +201,64 @@ class DecoderForwardTest {
         // Layer 0 is the embedding itself: a later layer's update must not have changed the kept array.
         double[] emb = m.get("model.embed_tokens.weight");
         for (int j = 0; j < 32; j++) assertEquals((float) emb[1 * 32 + j], kept.get(0)[0][0][j]);
+    }
+
+    /** A base with a LoRA adapter applied (W + s·B·A, here s = 4/2) runs as the merged weights would. */
+    @Test
+    void loraAdaptedBaseRunsWithTheUpdate() throws Exception {
+        TinyDecoders.Model m = TinyDecoders.write(tmp.resolve("q2"), TinyDecoders.qwen2(), 18);
+        Path ad = tmp.resolve("adapter");
+        Files.createDirectories(ad);
+        Files.writeString(ad.resolve("adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4}");
+        SplittableRandom rnd = new SplittableRandom(5);
+        int h = 24, inter = 36;
+        float[] qa = randoms(rnd, 2 * h), qb = randoms(rnd, h * 2), da = randoms(rnd, 2 * inter), db = randoms(rnd, h * 2);
+        SafetensorsWriter.writeFile(ad.resolve("adapter_model.safetensors"), List.of(
+                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight", DType.F32, new long[] {2, h}, qa),
+                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight", DType.F32, new long[] {h, 2}, qb),
+                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.0.mlp.down_proj.lora_A.weight", DType.F32, new long[] {2, inter}, da),
+                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight", DType.F32, new long[] {h, 2}, db)));
+        Map<String, double[]> merged = new HashMap<>(m.w());
+        merged.put("model.layers.1.self_attn.q_proj.weight", plusLowRank(m.get("model.layers.1.self_attn.q_proj.weight"), qb, qa, h, h));
+        merged.put("model.layers.0.mlp.down_proj.weight", plusLowRank(m.get("model.layers.0.mlp.down_proj.weight"), db, da, h, inter));
+        TinyDecoders.Model expected = new TinyDecoders.Model(m.dir(), m.spec(), merged);
+        List<Batch> batches = batches(40);
+        List<float[][][][]> got = new ArrayList<>();
+        try (ModelFolder base = ModelFolder.open(m.dir()); ModelFolder adapted = base.withAdapter(LoraAdapter.open(ad));
+             DecoderForward f = DecoderForward.open(adapted, 2)) {
+            for (int i = 0; i < batches.size(); i++) got.add(new float[2][][][]);
+            f.layerInputs(batches, (b, l, hs) -> got.get(b)[l] = hs);
+        }
+        ReferenceDecoder withUpdate = new ReferenceDecoder(expected), without = new ReferenceDecoder(m);
+        Batch b = batches.get(1);
+        double[][][] want = withUpdate.run(b.ids()[0], b.mask()[0], 0).hidden(), plain = without.run(b.ids()[0], b.mask()[0], 0).hidden();
+        boolean differs = false;
+        for (int t = 0; t < b.length(); t++) {
+            for (int j = 0; j < h; j++) {
+                assertEquals(want[1][t][j], got.get(1)[1][0][t][j], 1e-4, "layer 1 input, position " + t);
+                differs |= Math.abs(want[1][t][j] - plain[1][t][j]) > 1e-2;
+            }
+        }
+        assertTrue(differs, "the update changes the states");
+    }
+
+    private static float[] randoms(SplittableRandom rnd, int n) {
+        float[] f = new float[n];
+        for (int i = 0; i < n; i++) f[i] = (float) rnd.nextDouble(-0.5, 0.5);
+        return f;
+    }
+
+    /** W[rows, cols] + 2 · B[rows, r=2] · A[2, cols]. */
+    private static double[] plusLowRank(double[] w, float[] b, float[] a, int rows, int cols) {
+        double[] out = w.clone();
+        for (int i = 0; i < rows; i++) {
+            for (int j = 0; j < cols; j++) {
+                double d = 0;
+                for (int k = 0; k < 2; k++) d += (double) b[i * 2 + k] * a[k * cols + j];
+                out[i * cols + j] += 2 * d;
+            }
+        }
+        return out;
     }
 
     @Test
