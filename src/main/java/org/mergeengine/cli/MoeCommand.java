@@ -136,7 +136,7 @@ final class MoeCommand implements Callable<Integer> {
         List<Path> search = List.of(Path.of("").toAbsolutePath(), config.toAbsolutePath().getParent());
         HubSettings hub = HubSettings.fromEnvironment(System.getenv(), cacheDir, offline);
         boolean local = allLocal(cfg, search);
-        MoeBuild.Options o = new MoeBuild.Options(seed, shard, copyTokenizer, writeModelCard, dir -> ForwardHiddenStates.open(dir, lanes));
+        MoeBuild.Options o = new MoeBuild.Options(seed, shard, copyTokenizer, writeModelCard, base -> ForwardHiddenStates.open(base, lanes));
         long t0 = System.nanoTime();
         if (local) {
             try (LocalModelResolver r = new LocalModelResolver(search)) {

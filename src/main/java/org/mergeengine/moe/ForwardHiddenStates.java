@@ -1,12 +1,10 @@
 package org.mergeengine.moe;
 
-import java.io.IOException;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import org.mergeengine.MergeException;
 import org.mergeengine.forward.Batch;
 import org.mergeengine.forward.DecoderForward;
+import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.tokenize.PromptTokenizer;
 
 /** The hidden gate modes' forward pass: the base run layer by layer (one layer's weights in memory at a time). */
@@ -17,12 +15,9 @@ public final class ForwardHiddenStates implements HiddenStates, AutoCloseable {
         this.forward = forward;
     }
 
-    public static ForwardHiddenStates open(Path modelDir, int lanes) {
-        try {
-            return new ForwardHiddenStates(DecoderForward.open(modelDir, lanes));
-        } catch (IOException e) {
-            throw MergeException.user(modelDir + ": cannot open the base model for its forward pass (" + e.getMessage() + ")");
-        }
+    /** The forward pass over a model the caller opened (a local folder, a hub snapshot, a base with its LoRA applied). */
+    public static ForwardHiddenStates open(ModelFolder model, int lanes) {
+        return new ForwardHiddenStates(DecoderForward.open(model, lanes));
     }
 
     @Override public int numLayers() { return forward.numLayers(); }

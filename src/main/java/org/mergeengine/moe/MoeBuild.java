@@ -31,7 +31,7 @@ import org.mergeengine.tokenize.PromptTokenizer;
  */
 public final class MoeBuild {
     /** Choices from the command line. {@code forward} opens the base's forward pass (hidden gate modes). */
-    public record Options(long seed, long shardSize, boolean copyTokenizer, boolean writeModelCard, Function<Path, HiddenStates> forward) {}
+    public record Options(long seed, long shardSize, boolean copyTokenizer, boolean writeModelCard, Function<ModelFolder, HiddenStates> forward) {}
 
     /** What was decided from the configs alone (no weight read). */
     public record Layout(MoeConfig config, MoeArchitecture arch, ModelFolder base, List<ModelFolder> experts, MoeLayout layout,
@@ -131,13 +131,13 @@ public final class MoeBuild {
         ObjectNode bc = l.base().config();
         int layers = bc.get("num_hidden_layers").asInt(), hidden = bc.get("hidden_size").asInt();
         if (cfg.randomGates()) return GateBuilder.random(cfg, layers, hidden, o.seed());
-        if (cfg.baseModel().hasLora()) {
-            throw new ConfigException("base_model", "gate_mode: " + cfg.gateMode() + " reads the base model's own weights; a base with a LoRA adapter ("
-                    + cfg.baseModel() + ") is only supported with gate_mode random or uniform_random");
+        if (cfg.baseModel().hasLora() && cfg.gateMode().equals("cheap_embed")) {
+            throw new ConfigException("base_model", "gate_mode: cheap_embed reads the base's embedding matrix as stored; a base with a LoRA adapter ("
+                    + cfg.baseModel() + ") is supported with the hidden and random gate modes");
         }
         try (PromptTokenizer tok = PromptTokenizer.open(l.base().tokenizerDir())) {
             if (cfg.gateMode().equals("cheap_embed")) return GateBuilder.cheapEmbed(cfg, l.base(), tok, layers, o.seed());
-            HiddenStates fwd = o.forward().apply(l.base().dir());
+            HiddenStates fwd = o.forward().apply(l.base());
             try {
                 if (fwd.numLayers() != layers || fwd.hiddenSize() != hidden) {
                     throw new IllegalStateException("forward pass shape " + fwd.numLayers() + "x" + fwd.hiddenSize() + " differs from the config's");
