@@ -10,6 +10,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 import org.mergeengine.MergeException;
 import org.mergeengine.api.MergeService;
+import org.mergeengine.config.ConfigException;
 import org.mergeengine.config.ModelRef;
 import org.mergeengine.engine.MergeOptions;
 import org.mergeengine.engine.OutputFolder;
@@ -121,8 +122,8 @@ final class MoeCommand implements Callable<Integer> {
         MoeConfig cfg = MoeConfig.parseFile(config);
         try {
             cfg.validate(sameModels);
-        } catch (org.mergeengine.config.ConfigException e) {
-            throw new org.mergeengine.config.ConfigException(null, config.getFileName() + ": " + e.getMessage());
+        } catch (ConfigException e) {
+            throw new ConfigException(null, config.getFileName() + ": " + e.getMessage());
         }
         if ((in4 || in8) && !quiet) {
             stderr.println("note: --load-in-" + (in4 ? "4" : "8") + "bit is not needed: the hidden gate modes run the base one layer at a time, "
@@ -161,8 +162,8 @@ final class MoeCommand implements Callable<Integer> {
     private MoeBuild.Layout layout(MoeConfig cfg, ModelResolver r) {
         try {
             return MoeBuild.layout(cfg, r);
-        } catch (org.mergeengine.config.ConfigException e) {
-            throw new org.mergeengine.config.ConfigException(null, config.getFileName() + ": " + e.getMessage());
+        } catch (ConfigException e) {
+            throw new ConfigException(null, config.getFileName() + ": " + e.getMessage());
         }
     }
 

@@ -6,7 +6,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -84,9 +86,9 @@ public final class MoeBuild {
                             + " (needed for " + t.name() + "); an expert must have the base's layers and MLP names");
                 }
                 ModelFolder.Located ref = base.tensor(p.sourceName());
-                if (ref != null && !java.util.Arrays.equals(ref.info().shape(), l.info().shape())) {
+                if (ref != null && !Arrays.equals(ref.info().shape(), l.info().shape())) {
                     throw new ConfigException(x.yamlPath() + ".source_model", p.sourceName() + " of " + x.sourceModel() + " has shape "
-                            + java.util.Arrays.toString(l.info().shape()) + ", the base's is " + java.util.Arrays.toString(ref.info().shape())
+                            + Arrays.toString(l.info().shape()) + ", the base's is " + Arrays.toString(ref.info().shape())
                             + "; experts must have the base's hidden and intermediate sizes");
                 }
             }
@@ -120,7 +122,7 @@ public final class MoeBuild {
     static String sha256(String s) {
         try {
             return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8)));
-        } catch (java.security.NoSuchAlgorithmException e) {
+        } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
     }

@@ -6,6 +6,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -36,7 +38,7 @@ public final class MoePlanner {
                          Map<String, int[][][]> rowMaps) {
         public Inputs(MoeConfig config, MoeArchitecture arch, ModelFolder base, List<ModelFolder> experts, ModelFolder computed, long seed,
                       TorchRandom afterGates, long shardSize, boolean copyTokenizer, boolean writeModelCard, List<String> warnings) {
-            this(config, arch, base, experts, computed, seed, afterGates, shardSize, copyTokenizer, writeModelCard, warnings, new java.util.HashMap<>());
+            this(config, arch, base, experts, computed, seed, afterGates, shardSize, copyTokenizer, writeModelCard, warnings, new HashMap<>());
         }
     }
 
@@ -164,7 +166,7 @@ public final class MoePlanner {
                 long[] want = srcs.get(i % perExpert).info().shape();
                 if (s.length != 2 || s[1] != cols || s[0] != want[0]) {
                     throw new ConfigException(all.get(t.pieces().get(i).expert()).yamlPath() + ".source_model", t.pieces().get(i).sourceName() + " of "
-                            + labels.get(i) + " has shape " + java.util.Arrays.toString(s) + ", the other experts' is " + java.util.Arrays.toString(want)
+                            + labels.get(i) + " has shape " + Arrays.toString(s) + ", the other experts' is " + Arrays.toString(want)
                             + "; experts must share the base's MLP sizes");
                 }
             }
@@ -173,7 +175,7 @@ public final class MoePlanner {
             long totalRows = experts * rowsPerExpert;
             long[] pieceRows = new long[srcs.size()];
             for (int i = 0; i < srcs.size(); i++) pieceRows[i] = srcs.get(i).info().shape()[0];
-            int[][][] map = in.rowMaps().computeIfAbsent(java.util.Arrays.toString(pieceRows), k -> rowMap(pieceRows));
+            int[][][] map = in.rowMaps().computeIfAbsent(Arrays.toString(pieceRows), k -> rowMap(pieceRows));
             PermutedRows rows = new PermutedRows(totalRows, cols, List.copyOf(srcs), map[0], map[1], (int) totalRows);
             input = new PlannedTensor.Input(labels.get(0), srcs.get(0), new long[] {totalRows, cols}, null, rows);
         }

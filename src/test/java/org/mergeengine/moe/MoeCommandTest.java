@@ -11,15 +11,18 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.mergeengine.TestSupport;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.Json;
 import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.tensor.Convert;
 
 /** `moe` end to end on tiny models: tensor mapping, noise, routers and config.json per output architecture. */
@@ -123,7 +126,7 @@ class MoeCommandTest {
         List<String> keys = new ArrayList<>();
         for (Iterator<String> it = c.fieldNames(); it.hasNext(); ) keys.add(it.next());
         List<String> sorted = new ArrayList<>(keys);
-        java.util.Collections.sort(sorted);
+        Collections.sort(sorted);
         assertEquals(sorted, keys);
     }
 
@@ -315,17 +318,17 @@ class MoeCommandTest {
         ac.put("lora_alpha", 4);
         ac.putArray("target_modules").add("up_proj");
         Json.write(a.resolve("adapter_config.json"), ac);
-        java.util.SplittableRandom rnd = new java.util.SplittableRandom(9);
-        List<org.mergeengine.formats.SafetensorsWriter.TensorData> t = new ArrayList<>();
+        SplittableRandom rnd = new SplittableRandom(9);
+        List<SafetensorsWriter.TensorData> t = new ArrayList<>();
         float[][] la = new float[L][2 * H], lb = new float[L][I * 2];
         for (int l = 0; l < L; l++) {
             for (int k = 0; k < la[l].length; k++) la[l][k] = (float) rnd.nextGaussian();
             for (int k = 0; k < lb[l].length; k++) lb[l][k] = (float) rnd.nextGaussian();
             String m = "base_model.model.model.layers." + l + ".mlp.up_proj";
-            t.add(org.mergeengine.formats.SafetensorsWriter.TensorData.ofFloats(m + ".lora_A.weight", DType.F32, new long[] {2, H}, la[l]));
-            t.add(org.mergeengine.formats.SafetensorsWriter.TensorData.ofFloats(m + ".lora_B.weight", DType.F32, new long[] {I, 2}, lb[l]));
+            t.add(SafetensorsWriter.TensorData.ofFloats(m + ".lora_A.weight", DType.F32, new long[] {2, H}, la[l]));
+            t.add(SafetensorsWriter.TensorData.ofFloats(m + ".lora_B.weight", DType.F32, new long[] {I, 2}, lb[l]));
         }
-        org.mergeengine.formats.SafetensorsWriter.writeFile(a.resolve("adapter_model.safetensors"), t);
+        SafetensorsWriter.writeFile(a.resolve("adapter_model.safetensors"), t);
         TestSupport.Result r = moe("base_model: " + dir.resolve("base") + "\ngate_mode: random\nexperts:\n"
                 + "  - source_model: " + dir.resolve("e1") + "+" + a + "\n  - source_model: " + dir.resolve("e2") + "\n");
         assertEquals(0, r.exitCode(), r.stderr());
@@ -383,13 +386,13 @@ class MoeCommandTest {
         Path cut = dir.resolve("e2");
         MoeModels.write(cut, "llama", DType.F32, 3);
         ModelFolder m = ModelFolder.open(cut);
-        List<org.mergeengine.formats.SafetensorsWriter.TensorData> kept = new ArrayList<>();
+        List<SafetensorsWriter.TensorData> kept = new ArrayList<>();
         for (String n : m.tensors().keySet()) {
             if (n.equals("model.layers.1.mlp.up_proj.weight")) continue;
-            kept.add(org.mergeengine.formats.SafetensorsWriter.TensorData.ofFloats(n, DType.F32, m.tensor(n).info().shape(), TestSupport.floats(m, n)));
+            kept.add(SafetensorsWriter.TensorData.ofFloats(n, DType.F32, m.tensor(n).info().shape(), TestSupport.floats(m, n)));
         }
         m.close();
-        org.mergeengine.formats.SafetensorsWriter.writeFile(cut.resolve("model.safetensors"), kept);
+        SafetensorsWriter.writeFile(cut.resolve("model.safetensors"), kept);
         TestSupport.Result r = moe("base_model: " + dir.resolve("base") + "\ngate_mode: random\nexperts:\n  - source_model: " + dir.resolve("e1")
                 + "\n  - source_model: " + cut + "\n");
         assertEquals(2, r.exitCode(), r.stderr());

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -60,7 +61,7 @@ class MoeConfigTest {
     }
 
     static Map<ModelRef, String> types(MoeConfig c, String... t) {
-        Map<ModelRef, String> m = new java.util.LinkedHashMap<>();
+        Map<ModelRef, String> m = new LinkedHashMap<>();
         List<ModelRef> refs = c.models();
         for (int i = 0; i < refs.size(); i++) m.put(refs.get(i), t[Math.min(i, t.length - 1)]);
         return m;

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Comparator;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -67,7 +68,7 @@ class MoeCrashResumeTest {
             assertFalse(Files.exists(out), "a killed run leaves no folder that looks complete");
             assertEquals(0, start(cfg, out).waitFor());
             try (Stream<Path> logs = Files.list(dir)) {
-                String log = Files.readString(logs.filter(l -> l.getFileName().toString().startsWith("child-")).max(java.util.Comparator.comparing(Path::toString)).orElseThrow());
+                String log = Files.readString(logs.filter(l -> l.getFileName().toString().startsWith("child-")).max(Comparator.comparing(Path::toString)).orElseThrow());
                 if (log.contains("resumed an interrupted run") && log.contains("reusing the gates")) resumedRuns++;
             }
             List<Path> want = files(ref), got = files(out);

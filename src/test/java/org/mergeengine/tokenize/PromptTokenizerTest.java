@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -74,10 +75,10 @@ class PromptTokenizerTest {
     @Test
     void withoutBosThePadIsEos() throws Exception {
         SyntheticModel.writeTokenizer(dir, 100, List.of());
-        com.fasterxml.jackson.databind.node.ObjectNode tc = Json.readObject(dir.resolve("tokenizer_config.json"));
+        ObjectNode tc = Json.readObject(dir.resolve("tokenizer_config.json"));
         tc.remove("bos_token");
         Json.write(dir.resolve("tokenizer_config.json"), tc);
-        com.fasterxml.jackson.databind.node.ObjectNode sm = Json.readObject(dir.resolve("special_tokens_map.json"));
+        ObjectNode sm = Json.readObject(dir.resolve("special_tokens_map.json"));
         sm.remove("bos_token");
         Json.write(dir.resolve("special_tokens_map.json"), sm);
         try (PromptTokenizer tok = PromptTokenizer.open(dir)) {
