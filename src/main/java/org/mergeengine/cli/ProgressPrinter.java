@@ -26,7 +26,9 @@ final class ProgressPrinter implements Consumer<Progress> {
         double secs = p.elapsedNanos() / 1e9;
         double mbps = secs > 0 ? p.inputBytesDone() / 1e6 / secs : 0;
         double frac = p.fraction();
-        String eta = frac > 0 && !last ? String.format(Locale.ROOT, "ETA %.0fs", secs / frac - secs) : String.format(Locale.ROOT, "%.1fs", secs);
+        double left = p.etaSeconds();
+        String eta = last ? String.format(Locale.ROOT, "merged in %.2fs", secs)
+                : left >= 0 ? String.format(Locale.ROOT, "ETA %.0fs", left) : String.format(Locale.ROOT, "%.1fs so far", secs);
         if (terminal) {
             int width = 30, filled = (int) Math.round(frac * width);
             err.print(String.format(Locale.ROOT, "\r[%s%s] %d/%d tensors %6.1f MB/s %s   ",
