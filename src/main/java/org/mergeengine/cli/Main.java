@@ -191,6 +191,9 @@ public final class Main implements Callable<Integer> {
         Planner.checkConfig(cfg);
         warn(UnreadParameters.check(cfg));
         List<Path> search = searchDirs();
+        try (LocalModelResolver paths = new LocalModelResolver(search)) {
+            paths.checkPaths(cfg);
+        }
         boolean local = MergeService.allLocal(cfg, search);
         // The actor system takes most of a second to start on a small machine: it starts while the
         // options and the config are read (EarlyEngine), else here, while the merge is planned.

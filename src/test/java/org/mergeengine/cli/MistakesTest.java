@@ -2,17 +2,29 @@ package org.mergeengine.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.mergeengine.TestSupport;
 import org.mergeengine.TinyModels;
+import org.mergeengine.api.MergeService;
+import org.mergeengine.config.ConfigException;
 import org.mergeengine.config.ConfigParser;
+import org.mergeengine.config.MergeConfig;
+import org.mergeengine.hub.HubSettings;
+import org.mergeengine.plan.LocalModelResolver;
+import org.mergeengine.plan.PlanOptions;
 import org.mergeengine.formats.DType;
 import org.mergeengine.plan.UnreadParameters;
 
@@ -104,5 +116,53 @@ class MistakesTest {
         assertEquals(2, w.size(), w.toString());
         assertTrue(w.get(0).startsWith("slices[0].parameters.wieght: unknown parameter 'wieght' (did you mean 'weight'?)"), w.toString());
         assertTrue(w.get(1).startsWith("slices[0].sources[0].parameters.tt: unknown parameter 'tt' (did you mean 't'?)"), w.toString());
+    }
+
+    @Test
+    void aMistypedLocalPathFailsAtOnceWithItsYamlPath() throws Exception {
+        Files.createDirectories(dir.resolve("models"));
+        for (String[] c : new String[][] {{"./ft11", "did you mean 'ft1'?"}, {"models/ft1", ""}, {dir.resolve("nowhere/base").toString(), ""},
+                {"~/no-such-merge-engine-folder", ""}}) {
+            Path yaml = cfg("typo", "merge_method: linear\nmodels:\n  - model: base\n    parameters: {weight: 0.5}\n  - model: " + c[0]
+                    + "\n    parameters: {weight: 0.5}\n");
+            TestSupport.Result r = TestSupport.cli(yaml.toString(), dir.resolve("typo-out").toString());
+            assertEquals(2, r.exitCode(), r.stderr());
+            assertTrue(r.stderr().startsWith("error: models[1].model: no such folder: '" + c[0] + "'"), r.stderr());
+            assertTrue(r.stderr().contains(c[1]), r.stderr());
+            assertFalse(r.stderr().contains("hub repository") || r.stderr().contains("null"), r.stderr());
+        }
+    }
+
+    @Test
+    void whatLooksLikeAPath() throws Exception {
+        Files.createDirectories(dir.resolve("models"));
+        try (LocalModelResolver r = new LocalModelResolver(List.of(dir))) {
+            for (String p : new String[] {"./x", "../x", "/x/y", "~/x", "models/x"}) assertTrue(r.looksLikePath(p), p);
+            for (String p : new String[] {"org/name", "gpt2", "meta-llama/Llama-3-8B"}) assertFalse(r.looksLikePath(p), p);
+        }
+    }
+
+    @Test
+    void aHubIdThatCannotBeReachedSaysWhyItWasTakenForOne() throws Exception {
+        int closedPort;
+        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            closedPort = s.getLocalPort();
+        }
+        HubSettings hub = new HubSettings(URI.create("http://127.0.0.1:" + closedPort), null, dir.resolve("hub-cache"), false, Duration.ofSeconds(5), 3,
+                Duration.ofMillis(10));
+        MergeConfig cfg = ConfigParser.parse("merge_method: linear\nmodels:\n  - model: base\n    parameters: {weight: 0.5}\n"
+                + "  - model: someorg/ft1\n    parameters: {weight: 0.5}\n");
+        try (MergeService svc = new MergeService(hub)) {
+            ConfigException e = assertThrows(ConfigException.class, () -> svc.check(cfg, List.of(dir), PlanOptions.defaults()));
+            assertTrue(e.getMessage().startsWith("models[1].model: 'someorg/ft1' was taken as a hub repository, as no local folder has that name"),
+                    e.getMessage());
+            assertTrue(e.getMessage().contains("cannot reach 127.0.0.1") && !e.getMessage().contains("null"), e.getMessage());
+        }
+    }
+
+    @Test
+    void theHubCacheFollowsHome() {
+        assertEquals(Path.of("/x", ".cache", "huggingface", "hub"), HubSettings.fromEnvironment(Map.of("HOME", "/x"), null, false).cacheDir());
+        assertEquals(Path.of("/h", "hub"), HubSettings.fromEnvironment(Map.of("HOME", "/x", "HF_HOME", "/h"), null, false).cacheDir());
     }
 }
