@@ -18,8 +18,11 @@ import org.slf4j.Logger;
  * precedence: logback then reads it as usual.
  */
 public final class LogSetup extends ContextAwareBase implements Configurator {
-    /** Messages for people go to stderr, one line each; the CLI sets the root level from its verbosity flags. */
-    static final String PATTERN = "%-5level %msg%n";
+    /**
+     * Messages for people go to stderr, one line each, with the prefixes the CLI's own messages use
+     * ({@code error:}, {@code warning:}); the CLI sets the root level from its verbosity flags.
+     */
+    static final String PATTERN = "%replace(%replace(%replace(%replace(%level){'ERROR','error:'}){'WARN','warning:'}){'INFO','info:'}){'DEBUG','debug:'} %msg%n";
 
     static final Map<String, Level> LEVELS = Map.of(
             "org.apache.pekko", Level.WARN,
