@@ -25,7 +25,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 /** {@code extract-lora --model FT --base BASE [--max-rank R] OUT}: a PEFT adapter from a truncated SVD of FT - BASE. */
-@Command(name = "extract-lora", mixinStandardHelpOptions = true, description = "Extracts a LoRA adapter from a fine-tuned model and its base (mergekit-extract-lora).")
+@Command(name = "extract-lora", mixinStandardHelpOptions = true, abbreviateSynopsis = true, description = "Extracts a LoRA adapter from a fine-tuned model and its base (mergekit-extract-lora).")
 final class ExtractLoraCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "FT", description = "the fine-tuned model (path, or path+adapter)")
     String model;

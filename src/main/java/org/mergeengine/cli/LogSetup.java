@@ -1,6 +1,7 @@
 package org.mergeengine.cli;
 
 import ch.qos.logback.classic.Level;
+import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.LoggerContext;
 import ch.qos.logback.classic.encoder.PatternLayoutEncoder;
 import ch.qos.logback.classic.spi.Configurator;
@@ -8,7 +9,6 @@ import ch.qos.logback.classic.spi.ILoggingEvent;
 import ch.qos.logback.core.ConsoleAppender;
 import ch.qos.logback.core.spi.ContextAwareBase;
 import java.util.Map;
-import org.slf4j.Logger;
 
 /**
  * The built-in logging settings, set in code: reading them from XML took about a tenth of a second
@@ -52,7 +52,7 @@ public final class LogSetup extends ContextAwareBase implements Configurator {
         stderr.setEncoder(encoder);
         stderr.start();
         LEVELS.forEach((name, level) -> context.getLogger(name).setLevel(level));
-        ch.qos.logback.classic.Logger root = context.getLogger(Logger.ROOT_LOGGER_NAME);
+        Logger root = context.getLogger(Logger.ROOT_LOGGER_NAME);
         root.setLevel(Level.toLevel(System.getProperty(LEVEL_PROPERTY), Level.WARN));
         root.addAppender(stderr);
         return ExecutionStatus.DO_NOT_INVOKE_NEXT_IF_ANY;

@@ -35,8 +35,10 @@ import org.mergeengine.plan.UnreadParameters;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.UnmatchedArgumentException;
 
 /**
@@ -76,6 +78,9 @@ public final class Main implements Callable<Integer> {
 
     @Option(names = "--cluster-host", paramLabel = "HOST", description = "address the cluster reaches this process at (default: 127.0.0.1 for a local seed, else this host's address)")
     String clusterHost;
+
+    @Spec
+    CommandSpec spec;
 
     private final PrintStream stdout;
     private final PrintStream stderr;
@@ -174,12 +179,10 @@ public final class Main implements Callable<Integer> {
     public Integer call() {
         if (config == null) {
             stderr.println("error: give a CONFIG to merge, or a command");
-            new CommandLine(this).usage(new PrintWriter(stderr, true));
+            spec.commandLine().usage(new PrintWriter(stderr, true));
             return 2;
         }
         flags.printNotes(stderr);
-        flags.shardBytes();
-        flags.budget();
         HubSettings hub = flags.hub();
         PlanOptions planOpts = flags.planOptions();
         MergeOptions opts = flags.mergeOptions();

@@ -157,7 +157,7 @@ final class MergeFlags {
 
     void setLogLevel() {
         String level = quiet ? "ERROR" : verbose.length == 0 ? "WARN" : verbose.length == 1 ? "INFO" : "DEBUG";
-        ((Logger) LoggerFactory.getLogger(org.slf4j.Logger.ROOT_LOGGER_NAME)).setLevel(Level.toLevel(level));
+        ((Logger) LoggerFactory.getLogger(Logger.ROOT_LOGGER_NAME)).setLevel(Level.toLevel(level));
     }
 
     long shardBytes() {

@@ -27,7 +27,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 /** {@code multi CONFIG.yaml --intermediate-dir DIR [--out-path OUT] [--no-lazy] [merge options]}: a multi-stage file, stages run as a DAG. */
-@Command(name = "multi", mixinStandardHelpOptions = true, description = "Runs a file of several merges, later ones using earlier ones by name (mergekit-multi).")
+@Command(name = "multi", mixinStandardHelpOptions = true, abbreviateSynopsis = true, description = "Runs a file of several merges, later ones using earlier ones by name (mergekit-multi).")
 final class MultiCommand implements Callable<Integer> {
     @Parameters(index = "0", paramLabel = "CONFIG", description = "YAML file of merge documents separated by ---")
     Path config;
