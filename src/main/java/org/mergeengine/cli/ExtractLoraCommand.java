@@ -119,7 +119,8 @@ final class ExtractLoraCommand implements Callable<Integer> {
         if (!Files.isDirectory(out)) throw MergeException.user(out + " is a file, not an output folder");
         List<String> names;
         try (Stream<Path> s = Files.list(out)) {
-            names = s.map(p -> p.getFileName().toString()).sorted().toList();
+            // .adapter-* is the temporary folder of an extraction into this folder that was interrupted.
+            names = s.map(p -> p.getFileName().toString()).filter(n -> !n.startsWith(".adapter-")).sorted().toList();
         }
         if (names.isEmpty()) return;
         if (names.contains("adapter_config.json") && WRITTEN.containsAll(names)) return;
