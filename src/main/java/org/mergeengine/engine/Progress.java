@@ -21,4 +21,17 @@ public record Progress(int tensorsDone, int tensorsTotal, long inputBytesDone, l
         double secs = elapsedNanos / 1e9;
         return secs / f - secs;
     }
+
+    /**
+     * As {@link #etaSeconds()}, at the rate since an earlier snapshot {@code from} of the same
+     * merge: measured from the first finished tensor, the rate leaves out the start (the first
+     * tensor also paid for loading classes and compiling), which on a small merge is most of it.
+     */
+    public double etaSeconds(Progress from) {
+        if (from == null) return etaSeconds();
+        if (fraction() < ETA_AFTER || tensorsDone >= tensorsTotal) return -1;
+        long bytes = inputBytesDone - from.inputBytesDone, nanos = elapsedNanos - from.elapsedNanos;
+        if (bytes <= 0 || nanos <= 0) return -1;
+        return (inputBytesTotal - inputBytesDone) * (nanos / 1e9) / bytes;
+    }
 }

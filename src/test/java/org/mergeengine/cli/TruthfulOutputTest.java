@@ -47,6 +47,9 @@ class TruthfulOutputTest {
         assertEquals(-1, progress(2, 49, 2.0).etaSeconds());
         assertEquals(18.0, progress(5, 100, 2.0).etaSeconds(), 1e-9, "10% in 2 s: 18 s left");
         assertEquals(-1, progress(40, 1000, 2.0).etaSeconds(), "done: no ETA");
+        assertEquals(-1, progress(4, 100, 2.0).etaSeconds(progress(4, 100, 2.0)), "no rate from a single snapshot");
+        assertEquals(2.5, progress(10, 250, 2.0).etaSeconds(progress(2, 100, 1.5)), 1e-9,
+                "150 bytes in the 0.5 s since the first snapshot: 300 bytes/s, so the 750 left take 2.5 s (not the 6 s of the average since the start)");
 
         ByteArrayOutputStream buf = new ByteArrayOutputStream();
         ProgressPrinter p = new ProgressPrinter(new PrintStream(buf, true, StandardCharsets.UTF_8), false);
