@@ -34,6 +34,7 @@ import org.mergeengine.plan.Planner;
 import org.mergeengine.plan.UnreadParameters;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.HelpCommand;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -122,7 +123,8 @@ public final class Main implements Callable<Integer> {
                 .addSubcommand(new NodeCommand(stdout))
                 .addSubcommand(new CacheCommand(stdout))
                 .addSubcommand(new BenchCommand(stdout, stderr))
-                .addSubcommand(new WarmUpCommand());
+                .addSubcommand(new WarmUpCommand())
+                .addSubcommand(new HelpCommand());
         cl.setCaseInsensitiveEnumValuesAllowed(true);
         cl.setOut(new PrintWriter(stdout, true));
         cl.setErr(new PrintWriter(stderr, true));
