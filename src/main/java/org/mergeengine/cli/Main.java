@@ -86,6 +86,8 @@ public final class Main implements Callable<Integer> {
     private final PrintStream stdout;
     private final PrintStream stderr;
     private final Set<String> warnings = new LinkedHashSet<>();
+    /** When the command started: the closing line's "in all" and --json's seconds count from here. */
+    private final long started = System.nanoTime();
     private EarlyEngine early;
 
     public Main(PrintStream stdout, PrintStream stderr) {
@@ -252,10 +254,9 @@ public final class Main implements Callable<Integer> {
                            PlanOptions planOpts, MergeOptions opts) {
         Path outDir = outDir();
         if (!dryRun) OutputFolder.check(outDir);
-        long t0 = System.nanoTime();
         LocalModelResolver resolver = local ? new LocalModelResolver(search) : null;
         try {
-            if (strict) failIfStrict();
+            failIfStrict();
             MergePlan plan = local ? Planner.plan(cfg, resolver, planOpts) : await(starting).check(cfg, search, planOpts);
             warn(plan.warnings());
             failIfStrict();
@@ -270,7 +271,7 @@ public final class Main implements Callable<Integer> {
             if (!flags.quiet) opts = opts.withProgress(new ProgressPrinter(stderr, System.console() != null));
             MergeService service = await(starting);
             Progress p = local ? service.engine().run(plan, outDir, opts) : await(service.merge(cfg, search, outDir, planOpts, opts));
-            finished(report, p, outDir, t0, opts.lanes().size());
+            finished(report, p, outDir, opts.lanes().size());
             return 0;
         } finally {
             if (resolver != null) resolver.close();
@@ -278,8 +279,8 @@ public final class Main implements Callable<Integer> {
     }
 
     /** What a finished merge prints, local or on a cluster. */
-    private void finished(Report report, Progress p, Path outDir, long t0, int lanes) {
-        double secs = (System.nanoTime() - t0) / 1e9;
+    private void finished(Report report, Progress p, Path outDir, int lanes) {
+        double secs = (System.nanoTime() - started) / 1e9;
         if (p.resumedParts() > 0) stderr.println("resumed an interrupted run: " + p.resumedParts() + " finished part(s) were verified and kept");
         if (!flags.quiet) report.merged(p, outDir, secs, lanes);
         if (json) report.mergedJson(p, outDir, secs, List.copyOf(warnings));
@@ -305,11 +306,10 @@ public final class Main implements Callable<Integer> {
                 opts.writeModelCard());
         try (MergeNode node = MergeNode.start(settings)) {
             if (!flags.quiet) stderr.println("joined the cluster as " + node.address() + " (" + node.members().size() + " members)");
-            long t0 = System.nanoTime();
             Submission s = node.submit(request);
             if (!flags.quiet) s.onProgress(new ProgressPrinter(stderr, System.console() != null));
             Progress p = await(s.result());
-            finished(new Report(stdout, stderr, flags.verbosity()), p, outDir, t0, p.tasksByLane().size());
+            finished(new Report(stdout, stderr, flags.verbosity()), p, outDir, p.tasksByLane().size());
             return 0;
         }
     }
