@@ -105,6 +105,17 @@ class MergekitCommandLineTest {
     }
 
     @Test
+    void deviceCudaAndGpuRichAreCuda() {
+        TestSupport.Result cuda = TestSupport.cli(cfg.toString(), dir.resolve("cuda").toString(), "--cuda", "--quiet");
+        for (String[] opts : new String[][] {{"--device", "cuda"}, {"--gpu-rich"}}) {
+            TestSupport.Result r = TestSupport.cli(cfg.toString(), dir.resolve("cuda-" + opts.length).toString(), opts[0], opts.length > 1 ? opts[1] : "--quiet",
+                    "--quiet");
+            assertEquals(cuda.exitCode(), r.exitCode(), String.join(" ", opts) + " runs as --cuda: " + r.stderr() + " / " + cuda.stderr());
+            if (cuda.exitCode() != 0) assertEquals(cuda.stderr(), r.stderr(), "the same failure as --cuda on a machine without a GPU");
+        }
+    }
+
+    @Test
     void quietSilencesTheNotes() {
         TestSupport.Result r = TestSupport.cli(cfg.toString(), dir.resolve("quiet").toString(), "--lazy-unpickle", "--quiet");
         assertEquals(0, r.exitCode(), r.stderr());
