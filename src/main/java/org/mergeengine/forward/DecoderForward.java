@@ -28,7 +28,9 @@ public final class DecoderForward implements AutoCloseable {
     private final DecoderConfig cfg;
     private final Weights weights;
     private final ForkJoinPool pool;
-    private final Map<Integer, Object[]> resident;
+    /** Layers' weights kept after use, when asked to (null: streamed). */
+    private final Map<Integer, Attention> keptAttention;
+    private final Map<Integer, Mlp> keptMlp;
     private final boolean ownsModel;
 
     private DecoderForward(ModelFolder model, boolean ownsModel, DecoderConfig cfg, int lanes, boolean keepWeights) {
@@ -37,7 +39,8 @@ public final class DecoderForward implements AutoCloseable {
         this.cfg = cfg;
         this.weights = new Weights(model);
         this.pool = new ForkJoinPool(Math.max(1, lanes));
-        this.resident = keepWeights ? new HashMap<>() : null;
+        this.keptAttention = keepWeights ? new HashMap<>() : null;
+        this.keptMlp = keepWeights ? new HashMap<>() : null;
     }
 
     public static DecoderForward open(Path modelDir, int lanes) throws IOException {
@@ -168,8 +171,7 @@ public final class DecoderForward implements AutoCloseable {
     record Mlp(float[] postNorm, Linear gate, Linear up, Linear down) {}
 
     private Attention attention(int l) {
-        Object[] kept = resident == null ? null : resident.get(l);
-        if (kept != null && kept[0] != null) return (Attention) kept[0];
+        if (keptAttention != null && keptAttention.containsKey(l)) return keptAttention.get(l);
         String p = "model.layers." + l + ".";
         int hid = cfg.hidden(), qd = cfg.heads() * cfg.headDim(), kd = cfg.kvHeads() * cfg.headDim();
         Attention a = new Attention(
@@ -180,13 +182,12 @@ public final class DecoderForward implements AutoCloseable {
                 weights.linear(p + "self_attn.o_proj.weight", hid, qd, weights.optionalVector(p + "self_attn.o_proj.bias", hid)),
                 weights.optionalVector(p + "self_attn.q_norm.weight", cfg.headDim()),
                 weights.optionalVector(p + "self_attn.k_norm.weight", cfg.headDim()));
-        if (resident != null) resident.computeIfAbsent(l, x -> new Object[2])[0] = a;
+        if (keptAttention != null) keptAttention.put(l, a);
         return a;
     }
 
     private Mlp mlp(int l) {
-        Object[] kept = resident == null ? null : resident.get(l);
-        if (kept != null && kept[1] != null) return (Mlp) kept[1];
+        if (keptMlp != null && keptMlp.containsKey(l)) return keptMlp.get(l);
         String p = "model.layers." + l + ".";
         int hid = cfg.hidden(), in = cfg.intermediate();
         Mlp m = new Mlp(
@@ -194,7 +195,7 @@ public final class DecoderForward implements AutoCloseable {
                 weights.linear(p + "mlp.gate_proj.weight", in, hid, weights.optionalVector(p + "mlp.gate_proj.bias", in)),
                 weights.linear(p + "mlp.up_proj.weight", in, hid, weights.optionalVector(p + "mlp.up_proj.bias", in)),
                 weights.linear(p + "mlp.down_proj.weight", hid, in, weights.optionalVector(p + "mlp.down_proj.bias", hid)));
-        if (resident != null) resident.computeIfAbsent(l, x -> new Object[2])[1] = m;
+        if (keptMlp != null) keptMlp.put(l, m);
         return m;
     }
 
