@@ -75,7 +75,7 @@ public final class MergeEngine implements AutoCloseable {
         StagedOutput staged = StagedOutput.open(plan, out, io);
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
         MergeSupervisor.Job job = new MergeSupervisor.Job(staged, opts.lanes(),
-                budget(opts.maxMemoryBytes()), opts.chunkElements(), retainBytes(opts), io,
+                budget(opts.maxMemoryBytes()), sizing(opts), io,
                 pool(opts.maxMemoryBytes(), retainBytes(opts)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
                 org.apache.pekko.actor.typed.Props.empty());
@@ -99,6 +99,11 @@ public final class MergeEngine implements AutoCloseable {
     static BufferPool pool(long budget, long retainBytes) {
         long base = Math.min(256L << 20, budget / 4);
         return new BufferPool(Math.min(Math.max(base, retainBytes + (64L << 20)), Math.max(base, budget / 2)));
+    }
+
+    /** How a local merge with these options cuts and sizes its tasks. */
+    public static Sizing sizing(MergeOptions opts) {
+        return new Sizing(opts.chunkElements(), retainBytes(opts));
     }
 
     /** Bytes a task may keep in memory to run its passes without re-reading its inputs. */

@@ -21,6 +21,11 @@ public final class Karcher implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return ctx.inputCount() == 1 ? Copy.traits(0) : KernelTraits.streamed().withPasses(1);
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         int n = ctx.inputCount();
         if (n == 1) return Copy.of(0);
@@ -52,8 +57,6 @@ public final class Karcher implements MergeMethod {
             this.g = new double[n][n];
             this.coef = new double[n];
         }
-
-        @Override public int reductionPasses() { return 1; }
 
         @Override
         public void reduce(int pass, Chunk c) {

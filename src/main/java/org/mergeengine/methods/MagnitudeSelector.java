@@ -19,7 +19,7 @@ final class MagnitudeSelector {
     private final boolean largest;
     private final boolean lowIndexFirst;
     /** int counts: half the cache footprint of longs (the increments land at random, so that is what costs). */
-    private int[] hist; // allocated at the first count: the engine also builds kernels only to ask their properties
+    private int[] hist; // allocated at the first count: a selection that never counts (k known to be 0 or n) holds none
     private int bucket;
     private long beyond;        // members strictly beyond the cut bucket, then beyond the exact cut value
     private int cut;            // the magnitude bits at the cut

@@ -22,6 +22,12 @@ public final class MultiSlerp implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        int[] o = ctx.others();
+        return o.length == 1 && !ctx.hasBase() ? Copy.traits(o[0]) : KernelTraits.streamed().withPasses(2);
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         int[] o = ctx.others();
         if (o.length == 1 && !ctx.hasBase()) return Copy.of(o[0]);
@@ -65,8 +71,6 @@ public final class MultiSlerp implements MergeMethod {
             this.norm = new double[n];
             this.f = new double[n];
         }
-
-        @Override public int reductionPasses() { return 2; }
 
         private void load(Chunk c) {
             int len = c.length, off = c.offset;

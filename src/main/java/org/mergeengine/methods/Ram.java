@@ -33,6 +33,12 @@ public final class Ram implements MergeMethod {
         if (!hasBase) throw new ConfigException(yamlPath.isEmpty() ? "base_model" : yamlPath, name() + " needs base_model");
     }
 
+    /** Each output element reads only the same element of the inputs (ramplus_tl's boosts are per tensor). */
+    @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return KernelTraits.perElement().withPasses(plus ? 1 : 0);
+    }
+
     @Override
     public TensorKernel kernel(KernelContext ctx) {
         int base = ctx.baseIndex();
@@ -48,9 +54,6 @@ public final class Ram implements MergeMethod {
                 java.util.Arrays.fill(boost, 1f);
             }
 
-            @Override public int reductionPasses() { return plus ? 1 : 0; }
-            /** Each output element reads only the same element of the inputs (ramplus_tl's boosts are per tensor). */
-            @Override public boolean elementwise() { return true; }
 
             @Override
             public void reduce(int pass, Chunk c) {

@@ -92,6 +92,28 @@ public final class TaskArithmetic implements MergeMethod {
         }
     }
 
+    /**
+     * Elementwise without sparsification (every step then is per element); magnitude selections
+     * (ties, breadcrumbs) take two counting passes, the L1 rescale of a sparsified model one more;
+     * DELLA ranks within whole rows.
+     */
+    @Override
+    public KernelTraits traits(KernelContext ctx) {
+        boolean anySelect = false, anySparse = false;
+        for (int i : ctx.others()) {
+            Sparsifier s = sparsifierOf(ctx, i);
+            anySelect |= s == Sparsifier.MAGNITUDE || s == Sparsifier.OUTLIERS;
+            anySparse |= s != Sparsifier.NONE;
+        }
+        int passes = (anySelect ? 2 : 0) + (ctx.flag("rescale") && anySparse ? 1 : 0);
+        return new KernelTraits(false, sparsifier == Sparsifier.DELLA ? ctx.rowLength() : 1, passes, !anySparse, false);
+    }
+
+    /** Model {@code i}'s sparsifier for this tensor: none when it keeps everything. */
+    private Sparsifier sparsifierOf(KernelContext ctx, int i) {
+        return ctx.model("density", i) >= 1 ? Sparsifier.NONE : sparsifier;
+    }
+
     @Override
     public TensorKernel kernel(KernelContext ctx) {
         return new Kernel(ctx);
@@ -137,7 +159,7 @@ public final class TaskArithmetic implements MergeMethod {
         final float[] scale;
         final boolean normalize, rescale;
         final float lambda;
-        final int selectionPasses, passes;
+        final int selectionPasses;
         final long rowLen;
         float[][] delta;
         int[] mask, aux;
@@ -173,12 +195,12 @@ public final class TaskArithmetic implements MergeMethod {
             rescale = ctx.flag("rescale");
             lambda = (float) ctx.global("lambda");
             rowLen = ctx.rowLength();
-            boolean anySelect = false, anySparse = false;
+            boolean anySelect = false;
             for (int k = 0; k < n; k++) {
                 int i = o[k];
                 w[k] = ctx.model("weight", i);
                 rho[k] = ctx.model("density", i);
-                sp[k] = rho[k] >= 1 ? Sparsifier.NONE : sparsifier;
+                sp[k] = sparsifierOf(ctx, i);
                 scale[k] = 1f;
                 streams[k] = Random.streamKey(ctx.seed(), ctx.tensorName(), i);
                 switch (sp[k]) {
@@ -206,19 +228,9 @@ public final class TaskArithmetic implements MergeMethod {
                     default:
                         break;
                 }
-                anySparse |= sp[k] != Sparsifier.NONE;
             }
             selectionPasses = anySelect ? 2 : 0;
-            passes = selectionPasses + (rescale && anySparse ? 1 : 0);
         }
-
-        @Override public int reductionPasses() { return passes; }
-        /** Without sparsification every step (deltas, sign election, weighting) is per element. */
-        @Override public boolean elementwise() {
-            for (Sparsifier s : sp) if (s != Sparsifier.NONE) return false;
-            return true;
-        }
-        @Override public long alignment() { return sparsifier == Sparsifier.DELLA ? rowLen : 1; }
 
         private void deltas(Chunk c) {
             int n = o.length;

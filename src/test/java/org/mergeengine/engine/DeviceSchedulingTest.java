@@ -66,7 +66,7 @@ class DeviceSchedulingTest {
             MergePlan plan = Planner.plan(cfg, r, PlanOptions.defaults());
             engine.run(plan, dir.resolve("whole"), MergeOptions.defaults().withWorkers(1));
             MergeOptions split = MergeOptions.defaults().withWorkers(4).withChunkElements(1024);
-            assertTrue(TensorJob.parts(plan.tensors().stream().filter(t -> t.name().contains("embed")).findFirst().orElseThrow(), 1024, 4).size() > 1,
+            assertTrue(new Sizing(1024, 0).parts(plan.tensors().stream().filter(t -> t.name().contains("embed")).findFirst().orElseThrow(), 4).size() > 1,
                     "the embedding is split");
             Progress p = engine.run(plan, dir.resolve("split"), split);
             assertEquals(plan.tensors().size(), p.tensorsDone());

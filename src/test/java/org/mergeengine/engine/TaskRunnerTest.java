@@ -30,7 +30,7 @@ class TaskRunnerTest {
     private int runAll(MergePlan plan, Path out, long budget) throws Exception {
         try (MergeEngine engine = new MergeEngine()) {
             StagedOutput staged = StagedOutput.open(plan, out, engine.io());
-            List<StagedOutput.Task> tasks = staged.allTasks(MergeOptions.DEFAULT_CHUNK, 1);
+            List<StagedOutput.Task> tasks = staged.allTasks(new Sizing(MergeOptions.DEFAULT_CHUNK, 0), 1);
             TaskRunner runner = TaskRunner.attach(plan, staged.tempDir(), MergeOptions.DEFAULT_CHUNK, budget, 4, engine);
             Materializer mat = Materializer.createMaterializer(engine.system());
             List<CompletableFuture<Long>> crcs = new ArrayList<>();

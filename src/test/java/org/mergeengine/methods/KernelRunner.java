@@ -62,6 +62,11 @@ public final class KernelRunner {
         return method.kernel(ctx);
     }
 
+    /** The traits the method gives its kernel for this runner's inputs and parameters. */
+    KernelTraits traits() {
+        return method.traits(context());
+    }
+
     List<float[]> inputs() {
         return inputs;
     }
@@ -75,9 +80,10 @@ public final class KernelRunner {
         KernelContext ctx = context();
         method.checkParameters(ctx);
         TensorKernel k = method.kernel(ctx);
+        KernelTraits t = method.traits(ctx);
         int n = inputs.get(0).length;
-        int c = k.wholeTensor() ? n : (int) Math.max(k.alignment(), Math.min(n, chunk) / k.alignment() * k.alignment());
-        for (int p = 0; p < k.reductionPasses(); p++) {
+        int c = t.wholeTensor() ? n : (int) Math.max(t.alignment(), Math.min(n, chunk) / t.alignment() * t.alignment());
+        for (int p = 0; p < t.reductionPasses(); p++) {
             for (int s = 0; s < n; s += c) k.reduce(p, chunk(s, Math.min(c, n - s)));
             k.endPass(p);
         }
