@@ -21,7 +21,7 @@ public final class ModelEdit {
             for (String name : m.tensors().keySet()) {
                 TensorInfo t = m.tensor(name).info();
                 float[] v = fn.apply(name, TestSupport.floats(m, name));
-                if (v != null) out.add(SafetensorsWriter.TensorData.ofFloats(name, t.dtype(), t.shape(), v));
+                if (v != null) out.add(TestSupport.tensor(name, t.dtype(), t.shape(), v));
             }
         }
         SafetensorsWriter.writeFile(dst.resolve("model.safetensors"), out);

@@ -174,13 +174,7 @@ public final class SafetensorsWriter implements AutoCloseable {
     }
 
     /** A whole tensor held in memory, for small files (tests, adapters, example models). */
-    public record TensorData(String name, DType dtype, long[] shape, byte[] bytes) {
-        public static TensorData ofFloats(String name, DType dtype, long[] shape, float[] values) {
-            ByteBuffer b = ByteBuffer.allocate(values.length * dtype.size());
-            org.mergeengine.tensor.Convert.encode(dtype, values, 0, values.length, b);
-            return new TensorData(name, dtype, shape, b.array());
-        }
-    }
+    public record TensorData(String name, DType dtype, long[] shape, byte[] bytes) {}
 
     /** Writes one unsharded file through a temporary sibling and a rename. */
     public static void writeFile(Path file, List<TensorData> tensors) throws IOException {

@@ -3,6 +3,7 @@ package org.mergeengine.methods;
 import java.util.ArrayList;
 import java.util.List;
 import org.mergeengine.config.ConfigException;
+import org.mergeengine.tensor.CounterRandom;
 
 /**
  * The task-vector family ("generalized task arithmetic"): task_arithmetic, ties, dare_ties,
@@ -202,7 +203,7 @@ public final class TaskArithmetic implements MergeMethod {
                 rho[k] = ctx.model("density", i);
                 sp[k] = sparsifierOf(ctx, i);
                 scale[k] = 1f;
-                streams[k] = Random.streamKey(ctx.seed(), ctx.tensorName(), i);
+                streams[k] = CounterRandom.streamKey(ctx.seed(), ctx.tensorName(), i);
                 switch (sp[k]) {
                     case MAGNITUDE:
                         keep[k] = new MagnitudeSelector((long) Math.floor(rho[k] * numel), numel, true, true);
@@ -402,8 +403,8 @@ public final class TaskArithmetic implements MergeMethod {
                     for (int j = 0; j < len; j++) mask[j] = ~(mask[j] | aux[j]);
                     break;
                 case RANDOM: {
-                    long key = streams[k], thr = Random.below(rho[k]);
-                    Random.keepMasks(key, c.start, thr, mask, len, draws);
+                    long key = streams[k], thr = CounterRandom.below(rho[k]);
+                    CounterRandom.keepMasks(key, c.start, thr, mask, len, draws);
                     break;
                 }
                 case DELLA:
@@ -428,7 +429,7 @@ public final class TaskArithmetic implements MergeMethod {
                     int j = order[rank];
                     // A one-element row has no spread of ranks: it keeps with probability density.
                     double p = L == 1 ? rho[k] : rho[k] - eps[k] + 2 * eps[k] * rank / (double) (L - 1);
-                    mask[r0 + j] = Random.uniform(streams[k], c.start + r0 + j) < p ? -1 : 0;
+                    mask[r0 + j] = CounterRandom.uniform(streams[k], c.start + r0 + j) < p ? -1 : 0;
                 }
             }
         }

@@ -1,6 +1,5 @@
 package org.mergeengine.tensor;
 
-import org.mergeengine.methods.Random;
 
 /**
  * Thin singular value decompositions of a dense row-major matrix, in double precision.
@@ -82,9 +81,9 @@ public final class Svd {
     /** The top {@code k} singular triplets, from a randomized range finder with {@code power} iterations. */
     public static Result randomized(float[] a, int rows, int cols, int k, int oversample, int power, long seed) {
         int l = Math.min(Math.min(rows, cols), k + oversample);
-        long key = Random.streamKey(seed, "svd", 0);
+        long key = CounterRandom.streamKey(seed, "svd", 0);
         double[] omega = new double[cols * l];
-        for (int i = 0; i < omega.length; i++) omega[i] = Random.uniform(key, i) - 0.5;
+        for (int i = 0; i < omega.length; i++) omega[i] = CounterRandom.uniform(key, i) - 0.5;
         double[] y = mul(a, rows, cols, omega, l);              // [rows, l]
         orthonormalize(y, rows, l);
         for (int it = 0; it < power; it++) {

@@ -6,13 +6,14 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
+import org.mergeengine.tensor.CounterRandom;
 
 /** DARE and DELLA: keep fractions, L1 mass, sign election, and independence from chunking. */
 class RandomMethodsTest {
     static float[] noise(int n, long seed) {
         float[] x = new float[n];
-        long k = Random.streamKey(seed, "noise", 0);
-        for (int i = 0; i < n; i++) x[i] = (float) (Random.uniform(k, i) * 2 - 1);
+        long k = CounterRandom.streamKey(seed, "noise", 0);
+        for (int i = 0; i < n; i++) x[i] = (float) (CounterRandom.uniform(k, i) * 2 - 1);
         return x;
     }
 

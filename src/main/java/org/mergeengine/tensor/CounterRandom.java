@@ -1,4 +1,4 @@
-package org.mergeengine.methods;
+package org.mergeengine.tensor;
 
 import java.nio.charset.StandardCharsets;
 
@@ -7,8 +7,8 @@ import java.nio.charset.StandardCharsets;
  * (seed, tensor name, i, j). Output bytes therefore never depend on chunking, worker count,
  * scheduling order or machine.
  */
-public final class Random {
-    private Random() {}
+public final class CounterRandom {
+    private CounterRandom() {}
 
     public static long mix(long z) {
         z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
