@@ -6,7 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import org.mergeengine.MergeException;
-import org.mergeengine.tools.Bench;
+import org.mergeengine.bench.Bench;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 

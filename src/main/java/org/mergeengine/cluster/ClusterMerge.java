@@ -31,6 +31,7 @@ import org.mergeengine.engine.MergeOptions;
 import org.mergeengine.engine.Progress;
 import org.mergeengine.engine.Sizing;
 import org.mergeengine.engine.StagedOutput;
+import org.mergeengine.engine.Task;
 import org.mergeengine.engine.WorkState;
 
 /**
@@ -112,8 +113,7 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
                 .onMessage(Protocol.Done.class, d -> {
                     // A lane that lost the task (its deadline passed, or it was dropped) answers too late: ignored.
                     if (!mine(d.jobId()) || !state.finished(d.taskId(), d.worker())) return this;
-                    WorkState.Part p = state.part(d.taskId());
-                    StagedOutput.Task t = new StagedOutput.Task(p.tensor(), p.from(), p.to());
+                    Task t = state.entry(d.taskId()).task();
                     // The coordinator reads back what another node wrote: a node whose output path is not the shared one is caught here.
                     ActorRef<ToCoordinator> self = getContext().getSelf();
                     CompletableFuture.supplyAsync(() -> job.staged().verify(t, d.crc()), job.io())
@@ -188,7 +188,7 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
         for (WorkState.Expired<ActorRef<ToWorker>> e : state.expire(System.nanoTime())) {
             WorkState.Assignment<ActorRef<ToWorker>> a = e.assignment();
             String lane = laneNames.getOrDefault(a.lane(), String.valueOf(a.lane().path()));
-            String why = "did not finish " + name(a.taskId()) + " within its deadline of " + deadline.of(a.part().inputBytes()).toSeconds() + " s";
+            String why = "did not finish " + name(a.taskId()) + " within its deadline of " + deadline.of(a.entry().inputBytes()).toSeconds() + " s";
             if (e.outcome() == WorkState.Outcome.EXHAUSTED) {
                 fail(MergeException.user("tensor " + name(a.taskId()) + " was not finished in time " + MAX_ATTEMPTS + " times; last, " + lane + " " + why));
                 return this;
@@ -222,8 +222,7 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
             dispatch();
             return this;
         }
-        WorkState.Part p = state.part(v.taskId());
-        job.staged().record(new StagedOutput.Task(p.tensor(), p.from(), p.to()), v.crc());
+        job.staged().record(state.entry(v.taskId()).task(), v.crc());
         state.confirmed(v.taskId(), v.lane());
         if (job.progress() != null) job.progress().accept(state.progress(System.nanoTime()));
         if (state.idleAll()) finish();
@@ -233,8 +232,8 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
     private void dispatch() {
         if (ending) return;
         for (WorkState.Assignment<ActorRef<ToWorker>> a : state.dispatch(System.nanoTime(), WorkState.Admission.ANY)) {
-            WorkState.Part p = a.part();
-            a.lane().tell(new Protocol.Assign(job.jobId(), a.taskId(), p.tensor(), p.from(), p.to()));
+            Task t = a.task();
+            a.lane().tell(new Protocol.Assign(job.jobId(), a.taskId(), t.tensor(), t.from(), t.to()));
         }
     }
 
@@ -269,7 +268,7 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
     }
 
     private String name(int taskId) {
-        WorkState.Part p = state.part(taskId);
-        return job.staged().plan().tensors().get(p.tensor()).name() + " [" + p.from() + ", " + p.to() + ")";
+        Task t = state.entry(taskId).task();
+        return job.staged().plan().tensors().get(t.tensor()).name() + " [" + t.from() + ", " + t.to() + ")";
     }
 }

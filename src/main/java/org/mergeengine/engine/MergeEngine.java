@@ -41,7 +41,7 @@ public final class MergeEngine implements AutoCloseable {
     /**
      * The settings of an engine's own (local) actor system. Its messages never leave the JVM, so the
      * serialization extension does not start with it: building the serializers that the cluster
-     * and Jackson modules register (protobuf, CBOR) took 0.15 s of every start. Anything that does
+     * and Jackson modules register (protobuf, CBOR) was a noticeable part of every start. Anything that does
      * serialize still gets the extension, created at its first use.
      */
     static Config loadConfig() {
@@ -93,8 +93,8 @@ public final class MergeEngine implements AutoCloseable {
      * The chunk buffers' pool: room for one retained tensor's arrays and the output pass's besides,
      * at most half the budget. A pool smaller than a retained tensor dropped most of its arrays
      * after each such tensor, and the next one allocated fresh ones: with a large heap, G1 placed
-     * them in memory never touched before, and zeroing and faulting in those pages took a third of
-     * a model_stock merge's CPU (peak RSS 1.2 to 1.7 GB, against 1.1 to 1.2 GB with this pool).
+     * them in memory never touched before, and zeroing and faulting in those pages took much of
+     * a model_stock merge's CPU, and raised its peak memory.
      */
     static BufferPool pool(long budget, long retainBytes) {
         long base = Math.min(256L << 20, budget / 4);

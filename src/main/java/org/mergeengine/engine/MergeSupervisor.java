@@ -80,7 +80,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                     return this;
                 })
                 .onMessage(TaskDone.class, d -> {
-                    long bytes = state.part(d.taskId()).memoryBytes();
+                    long bytes = state.entry(d.taskId()).memoryBytes();
                     if (!state.finished(d.taskId(), d.worker())) return this;
                     job.budget().give(bytes);
                     state.confirmed(d.taskId(), d.lane()); // the lane journaled the part's CRC itself
@@ -107,8 +107,8 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private void dispatch() {
         if (failed) return;
         for (WorkState.Assignment<ActorRef<Worker.Command>> a : state.dispatch(System.nanoTime(), admission)) {
-            WorkState.Part p = a.part();
-            a.lane().tell(new Worker.Assign(a.taskId(), job.staged().plan().tensors().get(p.tensor()), p.from(), p.to()));
+            Task t = a.task();
+            a.lane().tell(new Worker.Assign(a.taskId(), job.staged().plan().tensors().get(t.tensor()), t.from(), t.to()));
         }
         for (ActorRef<Worker.Command> idle : state.dismissIdle()) idle.tell(Worker.NoMoreWork.INSTANCE);
     }

@@ -21,13 +21,6 @@ import org.mergeengine.plan.PlannedTensor;
  * cluster coordinator) decides which parts to run; this class only knows what is done.
  */
 public final class StagedOutput implements AutoCloseable {
-    /** A unit of work: elements [from, to) of the plan's tensor number {@code tensor}. */
-    public record Task(int tensor, long from, long to) {
-        String key(MergePlan plan) {
-            return plan.tensors().get(tensor).name() + "@" + from + "-" + to;
-        }
-    }
-
     private final MergePlan plan;
     private final Path out;
     private final Path tmp;
@@ -125,7 +118,7 @@ public final class StagedOutput implements AutoCloseable {
      */
     public <L> WorkState<L> schedule(Sizing sizing, int lanes, int maxAttempts, WorkState.Deadline deadline, long now) {
         List<PlannedTensor> tensors = plan.tensors();
-        List<WorkState.Part> parts = new ArrayList<>();
+        List<WorkState.Entry> parts = new ArrayList<>();
         int[] partsLeft = new int[tensors.size()];
         long[] memory = new long[tensors.size()];
         int resumed = 0;
@@ -139,7 +132,7 @@ public final class StagedOutput implements AutoCloseable {
             PlannedTensor t = tensors.get(task.tensor());
             if (partsLeft[task.tensor()]++ == 0) memory[task.tensor()] = sizing.memoryEstimate(t);
             long input = t.numel() == 0 ? t.inputBytes() : (long) (t.inputBytes() * ((task.to() - task.from()) / (double) t.numel()));
-            parts.add(new WorkState.Part(task.tensor(), task.from(), task.to(), input, memory[task.tensor()]));
+            parts.add(new WorkState.Entry(task, input, memory[task.tensor()]));
         }
         int tensorsDone = 0;
         for (int left : partsLeft) if (left == 0) tensorsDone++;

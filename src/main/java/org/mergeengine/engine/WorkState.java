@@ -14,7 +14,7 @@ import java.util.TreeMap;
  * The scheduling state of one merge, apart from the actors that drive it (the local
  * {@code MergeSupervisor}, the cluster's {@code ClusterMerge}), as Pekko's distributed-workers
  * sample keeps its {@code WorkState} apart from its {@code WorkManager}: the queue of tasks, the
- * lanes waiting for work, which lane runs which task and until when, parts left per tensor,
+ * lanes waiting for work, which lane runs which task and until when, entries left per tensor,
  * attempts, memory admission and progress.
  *
  * <p>It holds no clock and sends nothing: the driver passes the time in (nanoseconds from any fixed
@@ -32,11 +32,15 @@ import java.util.TreeMap;
  * @param <L> how the driver names a lane
  */
 public final class WorkState<L> {
-    /** Elements [from, to) of tensor number {@code tensor}, with what scheduling needs to know of it. */
-    public record Part(int tensor, long from, long to, long inputBytes, long memoryBytes) {}
+    /** A task with what scheduling needs to know of it: its share of the input bytes, and the memory it holds while it runs. */
+    public record Entry(Task task, long inputBytes, long memoryBytes) {}
 
     /** A task handed to a lane. */
-    public record Assignment<L>(int taskId, Part part, L lane) {}
+    public record Assignment<L>(int taskId, Entry entry, L lane) {
+        public Task task() {
+            return entry.task();
+        }
+    }
 
     /** What became of a task whose lane failed it, whose bytes were rejected, or whose deadline passed. */
     public enum Outcome {
@@ -82,7 +86,7 @@ public final class WorkState<L> {
 
     private enum Status { QUEUED, RUNNING, CHECKING, DONE, FAILED }
 
-    private final List<Part> parts;
+    private final List<Entry> entries;
     private final int tensorsTotal;
     private final long inputTotal;
     private final int resumed;
@@ -104,17 +108,17 @@ public final class WorkState<L> {
     private int checking;
 
     /**
-     * @param parts the tasks still to run, in plan order
+     * @param entries the tasks still to run, in plan order
      * @param tensorsTotal tensors in the plan
      * @param inputTotal input bytes of the whole plan
      * @param tensorsDone tensors whose every part an interrupted run already wrote
-     * @param resumed parts an interrupted run already wrote
+     * @param resumed entries an interrupted run already wrote
      * @param maxAttempts failures (or missed deadlines) after which a task fails the merge
      * @param now the time the merge starts
      */
-    public WorkState(List<Part> parts, int tensorsTotal, long inputTotal, int tensorsDone, int resumed,
+    public WorkState(List<Entry> entries, int tensorsTotal, long inputTotal, int tensorsDone, int resumed,
                      int maxAttempts, Deadline deadline, long now) {
-        this.parts = List.copyOf(parts);
+        this.entries = List.copyOf(entries);
         this.tensorsTotal = tensorsTotal;
         this.inputTotal = inputTotal;
         this.tensorsDone = tensorsDone;
@@ -122,7 +126,7 @@ public final class WorkState<L> {
         this.maxAttempts = maxAttempts;
         this.deadline = deadline;
         this.started = now;
-        int n = this.parts.size();
+        int n = this.entries.size();
         this.status = new Status[n];
         this.attempts = new int[n];
         this.due = new long[n];
@@ -130,12 +134,12 @@ public final class WorkState<L> {
         for (int i = 0; i < n; i++) {
             status[i] = Status.QUEUED;
             queue.add(i);
-            partsLeft[this.parts.get(i).tensor()]++;
+            partsLeft[this.entries.get(i).task().tensor()]++;
         }
     }
 
-    public Part part(int taskId) {
-        return parts.get(taskId);
+    public Entry entry(int taskId) {
+        return entries.get(taskId);
     }
 
     /** A lane asks for work: it waits, last in line, until {@link #dispatch} hands it a task. */
@@ -151,7 +155,7 @@ public final class WorkState<L> {
         List<Assignment<L>> out = new ArrayList<>();
         while (!idle.isEmpty() && !queue.isEmpty()) {
             int next = queue.peek();
-            Part p = parts.get(next);
+            Entry p = entries.get(next);
             if (!admission.admit(p.memoryBytes(), running.isEmpty())) break;
             queue.poll();
             L lane = idle.poll();
@@ -189,10 +193,10 @@ public final class WorkState<L> {
         if (status[taskId] != Status.CHECKING) throw new IllegalStateException("task " + taskId + " is " + status[taskId]);
         status[taskId] = Status.DONE;
         checking--;
-        Part p = parts.get(taskId);
+        Entry p = entries.get(taskId);
         byLane.merge(laneName, 1, Integer::sum);
         inputDone += p.inputBytes();
-        if (--partsLeft[p.tensor()] == 0) tensorsDone++;
+        if (--partsLeft[p.task().tensor()] == 0) tensorsDone++;
     }
 
     /** The task's bytes did not check out: it runs again, unless it has failed too often. */
@@ -240,7 +244,7 @@ public final class WorkState<L> {
         for (int t : late) {
             L lane = running.get(t);
             if (lane == null) continue; // requeued with an earlier late task of the same lane
-            out.add(new Expired<>(new Assignment<>(t, parts.get(t), lane), failed(t, lane)));
+            out.add(new Expired<>(new Assignment<>(t, entries.get(t), lane), failed(t, lane)));
         }
         return out;
     }
@@ -252,7 +256,7 @@ public final class WorkState<L> {
 
     private void stop(int taskId) {
         running.remove(taskId);
-        inFlightBytes -= parts.get(taskId).memoryBytes();
+        inFlightBytes -= entries.get(taskId).memoryBytes();
     }
 
     private Outcome retry(int taskId) {

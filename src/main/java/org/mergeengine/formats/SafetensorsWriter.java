@@ -115,9 +115,9 @@ public final class SafetensorsWriter implements AutoCloseable {
 
     /**
      * Where writes of tensor {@code name} should run: the one thread of its shard. Several threads
-     * writing into one file contend for its inode lock, and once the page cache is full (models
-     * larger than the free memory) that made large merges up to 1.7x slower to write than one
-     * thread per file; different shards still write in parallel.
+     * writing into one file contend for its inode lock, which slowed the writes of large merges
+     * once the page cache was full (models larger than the free memory); different shards still
+     * write in parallel.
      */
     public synchronized java.util.concurrent.Executor executorFor(String name) {
         ShardLayout.Placement p = layout.placement(name);

@@ -13,15 +13,16 @@ import org.mergeengine.engine.WorkState.Assignment;
 import org.mergeengine.engine.WorkState.Deadline;
 import org.mergeengine.engine.WorkState.Expired;
 import org.mergeengine.engine.WorkState.Outcome;
-import org.mergeengine.engine.WorkState.Part;
+import org.mergeengine.engine.WorkState.Entry;
 
 /** The scheduling core alone: no actors, no clock (time is a number the test passes in). */
 class WorkStateTest {
     static final long SEC = 1_000_000_000L;
 
     /** Three tensors: tensor 0 in two parts, tensors 1 and 2 whole; input bytes and memory per part as given. */
-    static List<Part> parts() {
-        return List.of(new Part(0, 0, 50, 100, 10), new Part(0, 50, 100, 100, 10), new Part(1, 0, 10, 1L << 30, 30), new Part(2, 0, 10, 50, 20));
+    static List<Entry> parts() {
+        return List.of(new Entry(new Task(0, 0, 50), 100, 10), new Entry(new Task(0, 50, 100), 100, 10), new Entry(new Task(1, 0, 10), 1L << 30, 30),
+                new Entry(new Task(2, 0, 10), 50, 20));
     }
 
     static WorkState<String> state(int maxAttempts, Deadline d) {
@@ -172,7 +173,7 @@ class WorkStateTest {
 
     @Test
     void idleLanesAreDismissedOnlyWhenTheQueueIsEmpty() {
-        WorkState<String> s = new WorkState<>(List.of(new Part(0, 0, 1, 1, 1)), 1, 1, 0, 0, 1, Deadline.NONE, 0);
+        WorkState<String> s = new WorkState<>(List.of(new Entry(new Task(0, 0, 1), 1, 1)), 1, 1, 0, 0, 1, Deadline.NONE, 0);
         s.ready("x");
         s.ready("y");
         assertTrue(s.dismissIdle().isEmpty());

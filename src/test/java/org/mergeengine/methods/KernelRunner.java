@@ -52,7 +52,7 @@ public final class KernelRunner {
         }
         List<String> labels = new ArrayList<>();
         for (int i = 0; i < inputs; i++) labels.add("m" + i);
-        return new KernelContext(method.name(), name, shape, labels, base, g, pm, seed, false);
+        return new KernelContext(method.name(), name, shape, labels, base, g, pm, seed);
     }
 
     /** A fresh kernel for this runner's inputs and parameters. */

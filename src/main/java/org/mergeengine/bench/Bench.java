@@ -1,4 +1,4 @@
-package org.mergeengine.tools;
+package org.mergeengine.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -11,16 +11,18 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Comparator;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Optional;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
-import org.mergeengine.engine.OutputFolder;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.Json;
+import org.mergeengine.tools.ExampleModels;
+import org.mergeengine.tools.SyntheticModel;
 
 /**
  * The benchmark: merges of synthetic Llama-shaped bf16 models, each timed against the ceiling
@@ -274,11 +276,11 @@ public final class Bench {
             Path archive = o.work().resolve("cds-" + archives.size() + ".jsa").toAbsolutePath();
             Files.deleteIfExists(archive);
             Path out = tiny.resolve("out");
-            OutputFolder.deleteTree(out);
+            deleteTree(out);
             String java = ProcessHandle.current().info().command().orElse("java");
             int rc = new ProcessBuilder(java, "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:ArchiveClassesAtExit=" + archive, "-jar", jar,
                     cfg.toString(), out.toString(), "--quiet").redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
-            OutputFolder.deleteTree(out);
+            deleteTree(out);
             if (rc != 0 || !Files.exists(archive)) {
                 log.println("no class-data archive for " + jar + " (exit " + rc + "): its merges run without one");
                 return Optional.empty();
@@ -294,7 +296,7 @@ public final class Bench {
 
     private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes, String jar) throws Exception {
         Path out = o.work().resolve("out-" + method);
-        OutputFolder.deleteTree(out);
+        deleteTree(out);
         String java = ProcessHandle.current().info().command().orElse("java");
         // Not --quiet: the last line says how long the merge itself took.
         List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + o.xmx()));
@@ -323,7 +325,7 @@ public final class Bench {
         }
         double secs = (System.nanoTime() - t0) / 1e9;
         int code = p.waitFor();
-        OutputFolder.deleteTree(out);
+        deleteTree(out);
         double engine = secs;
         Matcher m = Pattern.compile("written\\) in ([0-9.]+)s into").matcher(Files.readString(logFile));
         while (m.find()) engine = Double.parseDouble(m.group(1));
@@ -439,5 +441,13 @@ public final class Bench {
         s.append(String.format(Locale.ROOT, "<line x1='%.1f' y1='35' x2='%.1f' y2='%d' stroke='black' stroke-dasharray='4'/>%n", left + scale, left + scale, height - 5));
         s.append("</svg>\n");
         return s.toString();
+    }
+
+    /** Removes a benchmark's output folder, if any. */
+    static void deleteTree(Path dir) throws IOException {
+        if (!Files.exists(dir)) return;
+        try (Stream<Path> all = Files.walk(dir)) {
+            for (Path p : all.sorted(Comparator.reverseOrder()).toList()) Files.delete(p);
+        }
     }
 }

@@ -1,4 +1,4 @@
-package org.mergeengine.tools;
+package org.mergeengine.lora;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
