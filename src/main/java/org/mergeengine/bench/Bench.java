@@ -5,16 +5,21 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.net.URISyntaxException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.Comparator;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -67,7 +72,7 @@ public final class Bench {
                 // The disk's write speed varies from run to run: take the median of three ceilings.
                 double[] c3 = {ceiling(inputs, outBytes, cache.equals("cold")), ceiling(inputs, outBytes, cache.equals("cold")),
                         ceiling(inputs, outBytes, cache.equals("cold"))};
-                java.util.Arrays.sort(c3);
+                Arrays.sort(c3);
                 double ceiling = c3[1];
                 for (int w : o.workers()) {
                     // Each build runs `repeat` times, alternating; the fastest run of each counts (this machine's
@@ -220,7 +225,7 @@ public final class Bench {
         return (System.nanoTime() - t0) / 1e9;
     }
 
-    private static String thisJar() throws java.net.URISyntaxException {
+    private static String thisJar() throws URISyntaxException {
         return Path.of(Bench.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
     }
 
@@ -245,7 +250,7 @@ public final class Bench {
         return bad;
     }
 
-    private final java.util.Map<String, Optional<Path>> archives = new java.util.HashMap<>();
+    private final Map<String, Optional<Path>> archives = new HashMap<>();
 
     /**
      * JVM options that start {@code jar} as the launcher (target/merge-engine) does: its JIT
@@ -287,7 +292,7 @@ public final class Bench {
             }
             return Optional.of(archive);
         } catch (IOException e) {
-            throw new java.io.UncheckedIOException(e);
+            throw new UncheckedIOException(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return Optional.empty();

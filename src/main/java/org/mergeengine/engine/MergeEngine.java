@@ -2,12 +2,18 @@ package org.mergeengine.engine;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigValueFactory;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.mergeengine.MergeException;
 import org.mergeengine.plan.MergePlan;
@@ -47,9 +53,9 @@ public final class MergeEngine implements AutoCloseable {
     static Config loadConfig() {
         Config c = ConfigFactory.load();
         String path = "pekko.library-extensions";
-        java.util.List<String> ext = new java.util.ArrayList<>(c.getStringList(path));
+        List<String> ext = new ArrayList<>(c.getStringList(path));
         ext.removeIf("org.apache.pekko.serialization.SerializationExtension$"::equals); // every copy: a merged config can list it twice
-        return c.withValue(path, com.typesafe.config.ConfigValueFactory.fromIterable(ext));
+        return c.withValue(path, ConfigValueFactory.fromIterable(ext));
     }
 
     public ActorSystem<Void> system() {
@@ -78,11 +84,11 @@ public final class MergeEngine implements AutoCloseable {
                 budget(opts.maxMemoryBytes()), sizing(opts), io,
                 pool(opts.maxMemoryBytes(), retainBytes(opts)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
-                org.apache.pekko.actor.typed.Props.empty());
+                Props.empty());
         return tensorsDone.handleAsync((p, err) -> {
             if (err != null) {
                 staged.abort();
-                throw err instanceof RuntimeException re ? re : new java.util.concurrent.CompletionException(err);
+                throw err instanceof RuntimeException re ? re : new CompletionException(err);
             }
             staged.finish(opts);
             return p;
@@ -131,7 +137,7 @@ public final class MergeEngine implements AutoCloseable {
         if (ownsSystem) {
             system.terminate();
             try {
-                system.getWhenTerminated().toCompletableFuture().get(30, java.util.concurrent.TimeUnit.SECONDS);
+                system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
             } catch (Exception ignored) {
                 // shutting down; nothing left to save
             }

@@ -1,5 +1,6 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -97,12 +98,12 @@ public final class Karcher implements MergeMethod {
             double[] u = new double[n];
             for (int i = 0; i < n; i++) if (norm[i] > tol) u[i] = alpha;
             if (!normalize(u)) {
-                java.util.Arrays.fill(u, 0);
+                Arrays.fill(u, 0);
                 u[first] = 1;
             }
             double[] t = new double[n];
             for (int it = 0; it < maxIter; it++) {
-                java.util.Arrays.fill(t, 0);
+                Arrays.fill(t, 0);
                 for (int i = 0; i < n; i++) {
                     if (norm[i] <= tol) continue;
                     double dot = 0;

@@ -1,5 +1,7 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
+
 /**
  * The order of a row's elements by ascending magnitude, equal magnitudes by index: the ranks
  * DELLA draws its keep probabilities from.
@@ -27,7 +29,7 @@ final class MagnitudeRanks {
             tmp = new int[n];
         }
         int[] k = keys, c = counts;
-        java.util.Arrays.fill(c, 0);
+        Arrays.fill(c, 0);
         for (int i = 0; i < n; i++) {
             int key = MagnitudeSelector.key(v[off + i]);
             k[i] = key;

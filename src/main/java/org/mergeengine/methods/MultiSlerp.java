@@ -1,5 +1,6 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
 import java.util.List;
 import org.mergeengine.MergeException;
 
@@ -90,7 +91,7 @@ public final class MultiSlerp implements MergeMethod {
 
         /** acc[j] = m_j = sum_i w_i u_ij, before it is normalised. */
         private void m(int len) {
-            java.util.Arrays.fill(acc, 0, len, 0);
+            Arrays.fill(acc, 0, len, 0);
             for (int i = 0; i < n; i++) {
                 float[] xi = x[i];
                 double fi = f[i];

@@ -1,5 +1,6 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
 import java.util.List;
 import org.mergeengine.config.ConfigException;
 
@@ -51,7 +52,7 @@ public final class Ram implements MergeMethod {
             final float[] boost = new float[n];
 
             {
-                java.util.Arrays.fill(boost, 1f);
+                Arrays.fill(boost, 1f);
             }
 
 

@@ -1,7 +1,10 @@
 package org.mergeengine.methods;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import org.mergeengine.config.ConfigException;
 import org.mergeengine.tensor.CounterRandom;
 
@@ -166,7 +169,7 @@ public final class TaskArithmetic implements MergeMethod {
         int[] mask, aux;
         long[] draws;
         /** DELLA's masks (a sort per row) drawn in the rescale pass, kept as bits per chunk so the compute pass does not draw them again. */
-        final java.util.Map<Long, long[][]> drawn = new java.util.concurrent.ConcurrentHashMap<>();
+        final Map<Long, long[][]> drawn = new ConcurrentHashMap<>();
         final long drawnLimit = 64L << 20;
         long drawnBits;
         float[] sum, div;
@@ -392,7 +395,7 @@ public final class TaskArithmetic implements MergeMethod {
             if (remembered(k) && recall(k, c)) return;
             switch (sp[k]) {
                 case NONE:
-                    java.util.Arrays.fill(mask, 0, len, -1);
+                    Arrays.fill(mask, 0, len, -1);
                     break;
                 case MAGNITUDE:
                     keep[k].fill(d, len, mask);
@@ -417,7 +420,7 @@ public final class TaskArithmetic implements MergeMethod {
 
         private void dellaMask(int k, Chunk c, float[] d) {
             if (rho[k] <= 0) {
-                java.util.Arrays.fill(mask, 0, c.length, 0);
+                Arrays.fill(mask, 0, c.length, 0);
                 return;
             }
             int L = (int) rowLen;
@@ -455,14 +458,14 @@ public final class TaskArithmetic implements MergeMethod {
                 // nonzero(v) is 1 for any v > 0 (subnormals included: v * 2^254 >= 1) and 0 for v = 0;
                 // signs[j] is the elected sign as -1 or +1 (a sum of zero, -0 too, elects +). A contribution
                 // agrees when d * sign > 0: it then adds d to the sum and its weight to the divisor.
-                java.util.Arrays.fill(sum, 0, len, 0f);
+                Arrays.fill(sum, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
                     for (int j = 0; j < len; j++) sum[j] += d[j];
                 }
                 for (int j = 0; j < len; j++) signs[j] = 1f - 2f * Math.min(Math.max(-sum[j], 0f) * 0x1p127f * 0x1p127f, 1f);
-                java.util.Arrays.fill(sum, 0, len, 0f);
-                java.util.Arrays.fill(div, 0, len, 0f);
+                Arrays.fill(sum, 0, len, 0f);
+                Arrays.fill(div, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
                     float wk = (float) w[k];
@@ -486,7 +489,7 @@ public final class TaskArithmetic implements MergeMethod {
                 double wsum = 0;
                 for (double x : w) wsum += x;
                 float inv = normalize ? (float) (1.0 / (Math.abs(wsum) < 1e-8 ? 1.0 : wsum)) : 1f;
-                java.util.Arrays.fill(sum, 0, len, 0f);
+                Arrays.fill(sum, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
                     for (int j = 0; j < len; j++) sum[j] += d[j];

@@ -1,5 +1,7 @@
 package org.mergeengine.tensor;
 
+import java.util.Arrays;
+
 
 /**
  * Thin singular value decompositions of a dense row-major matrix, in double precision.
@@ -67,7 +69,7 @@ public final class Svd {
         }
         Integer[] order = new Integer[n];
         for (int j = 0; j < n; j++) order[j] = j;
-        java.util.Arrays.sort(order, (x, y) -> Double.compare(s[y], s[x]));
+        Arrays.sort(order, (x, y) -> Double.compare(s[y], s[x]));
         double[] u = new double[m * n], vs = new double[n * n], ss = new double[n];
         for (int k = 0; k < n; k++) {
             int j = order[k];

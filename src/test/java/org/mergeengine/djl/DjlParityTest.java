@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.ndarray.NDManager;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Map;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -16,6 +17,7 @@ import org.mergeengine.TinyModels;
 import org.mergeengine.formats.DType;
 import org.mergeengine.methods.Chunk;
 import org.mergeengine.methods.KernelContext;
+import org.mergeengine.methods.KernelRunner;
 import org.mergeengine.methods.MergeMethod;
 import org.mergeengine.methods.MethodRegistry;
 import org.mergeengine.methods.TensorKernel;
@@ -28,7 +30,7 @@ class DjlParityTest {
     static final int N = 100_003;
 
     private static KernelContext context(MergeMethod m, int inputs, int base, Map<String, Double> globals, Map<String, double[]> perModel) {
-        return org.mergeengine.methods.KernelRunner.context(m, "model.layers.0.mlp.up_proj.weight", new long[] {N}, inputs, base, globals, perModel, 42);
+        return KernelRunner.context(m, "model.layers.0.mlp.up_proj.weight", new long[] {N}, inputs, base, globals, perModel, 42);
     }
 
     /** Runs a kernel the way the engine does, in chunks of {@code chunk}; with {@code views}, the compute pass sees views at an offset. */
@@ -52,7 +54,7 @@ class DjlParityTest {
 
     private static Chunk slice(float[][] in, int s, int len) {
         float[][] part = new float[in.length][];
-        for (int i = 0; i < in.length; i++) part[i] = java.util.Arrays.copyOfRange(in[i], s, s + len);
+        for (int i = 0; i < in.length; i++) part[i] = Arrays.copyOfRange(in[i], s, s + len);
         return new Chunk(s, len, part);
     }
 

@@ -1,6 +1,7 @@
 package org.mergeengine.methods;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -43,7 +44,7 @@ public final class KernelRunner {
                 double[] v = perModel.get(p.name());
                 if (v == null) {
                     v = new double[inputs];
-                    java.util.Arrays.fill(v, p.defaultValue());
+                    Arrays.fill(v, p.defaultValue());
                 }
                 pm.put(p.name(), v);
             } else {
@@ -99,7 +100,7 @@ public final class KernelRunner {
 
     private Chunk chunk(int s, int len) {
         float[][] in = new float[inputs.size()][];
-        for (int i = 0; i < in.length; i++) in[i] = java.util.Arrays.copyOfRange(inputs.get(i), s, s + len);
+        for (int i = 0; i < in.length; i++) in[i] = Arrays.copyOfRange(inputs.get(i), s, s + len);
         return new Chunk(s, len, in);
     }
 }

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.Arrays;
 import org.junit.jupiter.api.Test;
 import org.mergeengine.tensor.CounterRandom;
 
@@ -61,7 +62,7 @@ class RandomMethodsTest {
             assertArrayEquals(whole, chunked, m);
             float[] other = new KernelRunner(m).shape(100, 100).base(base).input(a).input(b).model("weight", Double.NaN, 1, 0.5)
                     .model("density", Double.NaN, 0.6, 0.4).model("epsilon", Double.NaN, 0.2, 0.1).seed(7).run();
-            assertFalse(java.util.Arrays.equals(whole, other), m + ": another seed draws other masks");
+            assertFalse(Arrays.equals(whole, other), m + ": another seed draws other masks");
         }
     }
 

@@ -2,6 +2,9 @@ package org.mergeengine.methods;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import java.util.Arrays;
+import java.util.Random;
+import org.junit.jupiter.api.Assertions;
 import org.junit.jupiter.api.Test;
 import org.mergeengine.tensor.CounterRandom;
 
@@ -9,7 +12,7 @@ import org.mergeengine.tensor.CounterRandom;
 class RandomThresholdTest {
     @Test
     void keepMaskAgreesWithTheDoubleComparisonForEveryDensity() {
-        java.util.Random r = new java.util.Random(11);
+        Random r = new Random(11);
         double[] edges = {0, -0.25, 1, 1.5, 0.5, 0x1.0p-53, 0x1.0p-54, 0x1.8p-53, 1 - 0x1.0p-53, Math.nextDown(1.0), Double.MIN_VALUE, Double.NaN, 0.1, 0.9};
         double[] ps = new double[edges.length + 50];
         System.arraycopy(edges, 0, ps, 0, edges.length);
@@ -31,12 +34,12 @@ class RandomThresholdTest {
                 assertEquals(u < p ? -1 : 0, CounterRandom.keepMask(key, i, CounterRandom.below(p)), "p = " + p + " at its own draw");
             }
         }
-        org.junit.jupiter.api.Assertions.assertTrue(kept > 0);
+        Assertions.assertTrue(kept > 0);
     }
 
     @Test
     void batchDrawsEqualSingleDraws() {
-        java.util.Random r = new java.util.Random(5);
+        Random r = new Random(5);
         long key = CounterRandom.streamKey(7, "model.embed_tokens.weight", 2);
         int[] out = new int[5000];
         long[] scratch = new long[5000];
@@ -44,7 +47,7 @@ class RandomThresholdTest {
             long thr = CounterRandom.below(p);
             for (long start : new long[] {0, 1, 63, 1L << 40, Long.MAX_VALUE / 3, r.nextLong() & Long.MAX_VALUE}) {
                 int len = 1 + r.nextInt(out.length);
-                java.util.Arrays.fill(out, 7);
+                Arrays.fill(out, 7);
                 CounterRandom.keepMasks(key, start, thr, out, len, scratch);
                 for (int j = 0; j < len; j++) assertEquals(CounterRandom.keepMask(key, start + j, thr), out[j], "p = " + p + ", index " + (start + j));
                 if (len < out.length) assertEquals(7, out[len], "nothing written past len");
