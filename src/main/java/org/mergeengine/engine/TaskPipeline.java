@@ -260,7 +260,7 @@ final class TaskPipeline {
         Tiles t = TILES.get().ensure(n, tile);
         ByteBuffer dst = takeBytes(out);
         // The split scratch grows with the tile: lanes that take whole chunks (DJL) keep element order.
-        boolean split = tile <= TILE && splitsBf16();
+        boolean split = device.tileElements() <= TILE && tile <= TILE && splitsBf16();
         for (int s = 0; s < raw.length(); s += tile) {
             int len = Math.min(tile, raw.length() - s);
             boolean splitTile = split && (len & 1) == 0;
