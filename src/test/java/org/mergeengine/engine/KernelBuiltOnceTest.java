@@ -29,9 +29,9 @@ class KernelBuiltOnceTest {
         SyntheticModel.Spec spec = new SyntheticModel.Spec(64, 128, 2, 512, 4, 2, false);
         SyntheticModel.write(dir.resolve("a"), spec, DType.BF16, 1, 1, 0, 0);
         SyntheticModel.write(dir.resolve("b"), spec, DType.BF16, 1, 2, 0.3, 0);
-        CountingMethod.register();
         String yaml = "merge_method: %s\nmodels:\n  - {model: a, parameters: {weight: 0.3}}\n  - {model: b, parameters: {weight: 0.7}}\n";
-        try (LocalModelResolver r = new LocalModelResolver(List.of(dir)); MergeEngine engine = new MergeEngine()) {
+        try (AutoCloseable registered = CountingMethod.register(); LocalModelResolver r = new LocalModelResolver(List.of(dir));
+             MergeEngine engine = new MergeEngine()) {
             MergePlan counted = Planner.plan(ConfigParser.parse(yaml.formatted(CountingMethod.NAME)), r, PlanOptions.defaults());
             for (PlannedTensor t : counted.tensors()) assertEquals(0, CountingMethod.built(t.name()), "planning built no kernel for " + t.name());
 

@@ -17,10 +17,11 @@ public final class CountingMethod implements MergeMethod {
 
     private CountingMethod() {}
 
-    /** Registers the method under {@link #NAME} (again: the registry keeps one) and forgets every count. */
-    public static void register() {
+    /** Registers the method under {@link #NAME} with no counts, until the returned handle is closed. */
+    public static AutoCloseable register() {
         MethodRegistry.register(new CountingMethod());
         BUILT.clear();
+        return () -> MethodRegistry.unregister(NAME);
     }
 
     /** Kernels built for the tensor named {@code tensor} since {@link #register}. */
