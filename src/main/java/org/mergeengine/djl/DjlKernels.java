@@ -22,8 +22,9 @@ import org.mergeengine.methods.TensorKernel;
  *   task_arithmetic:  R = B + lambda * ((sum_i w_i (X_i - B)) * inv),  inv = 1/sum w (normalize) or 1
  *   slerp:            R = c0 V0 + c1 V1                        (c0, c1 from the Java kernel's norm pass)
  * </pre>
- * Whole-tensor statistics (slerp's norms) stay in the Java kernel, which also decides chunking;
- * only float32 crosses into DJL (bfloat16 arrays abort the JVM in DJL 0.36).
+ * Whole-tensor statistics (slerp's norms) stay in the Java kernel, and the chunking follows the
+ * method's {@link KernelTraits}; only float32 crosses into DJL (bfloat16 arrays abort the JVM in
+ * DJL 0.36).
  */
 public final class DjlKernels {
     private DjlKernels() {}
@@ -33,11 +34,6 @@ public final class DjlKernels {
 
     interface Formula {
         NDArray apply(NDArray[] x);
-    }
-
-    /** The DJL kernel for a tensor, or empty when the method (or this use of it) has none. */
-    public static Optional<TensorKernel> of(MergeMethod method, KernelContext ctx, NDManager root) {
-        return of(method, ctx, method.kernel(ctx), root);
     }
 
     /**

@@ -73,7 +73,7 @@ class DjlParityTest {
         float[][] in = inputs(inputs, method.hashCode());
         try (NDManager root = NDManager.newBaseManager(ai.djl.Device.cpu(), "PyTorch")) {
             KernelContext ctx = context(m, inputs, base, globals, perModel);
-            TensorKernel djl = DjlKernels.of(m, ctx, root).orElseThrow();
+            TensorKernel djl = DjlKernels.of(m, ctx, m.kernel(ctx), root).orElseThrow();
             int passes = m.traits(ctx).reductionPasses();
             // The engine hands Java kernels chunks at offset 0; the DJL kernel is also tried on views at an offset.
             float[] expected = run(m.kernel(ctx), passes, in, 8192, false);
@@ -111,7 +111,8 @@ class DjlParityTest {
     void methodsWithoutADjlKernelAreLeftToJava() {
         MergeMethod ties = MethodRegistry.get("ties", "merge_method");
         try (NDManager root = NDManager.newBaseManager(ai.djl.Device.cpu(), "PyTorch")) {
-            assertTrue(DjlKernels.of(ties, context(ties, 3, 0, Map.of(), Map.of("density", new double[] {1, 0.5, 0.5})), root).isEmpty());
+            KernelContext ctx = context(ties, 3, 0, Map.of(), Map.of("density", new double[] {1, 0.5, 0.5}));
+            assertTrue(DjlKernels.of(ties, ctx, ties.kernel(ctx), root).isEmpty());
         }
     }
 
