@@ -2,13 +2,10 @@ package org.mergeengine;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
-import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import org.mergeengine.cli.Main;
-import org.mergeengine.formats.DType;
 import org.mergeengine.formats.ModelFolder;
-import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.formats.TensorInfo;
 import org.mergeengine.tensor.Convert;
 
@@ -22,13 +19,6 @@ public final class TestSupport {
         ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
         int code = Main.run(args, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
         return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-    }
-
-    /** A tensor held in memory: {@code values} encoded in {@code dtype}, for {@link SafetensorsWriter#writeFile}. */
-    public static SafetensorsWriter.TensorData tensor(String name, DType dtype, long[] shape, float[] values) {
-        ByteBuffer b = ByteBuffer.allocate(values.length * dtype.size());
-        Convert.encode(dtype, values, 0, values.length, b);
-        return new SafetensorsWriter.TensorData(name, dtype, shape, b.array());
     }
 
     public static float[] floats(ModelFolder m, String name) {

@@ -14,7 +14,6 @@ import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.mergeengine.TestSupport;
 import org.mergeengine.tensor.Convert;
 
 /** The safetensors reader's validation, after the reference implementation's own negative tests. */
@@ -48,9 +47,9 @@ class SafetensorsFileTest {
         Path p = dir.resolve("m.safetensors");
         float[] v = {1, -2.5f, 3.25f, 1e-3f, 0, 7};
         SafetensorsWriter.writeFile(p, List.of(
-                TestSupport.tensor("a", DType.BF16, new long[] {2, 3}, v),
-                TestSupport.tensor("b", DType.F32, new long[] {6}, v),
-                TestSupport.tensor("c", DType.F16, new long[] {0, 4}, new float[0])));
+                Convert.tensorData("a", DType.BF16, new long[] {2, 3}, v),
+                Convert.tensorData("b", DType.F32, new long[] {6}, v),
+                Convert.tensorData("c", DType.F16, new long[] {0, 4}, new float[0])));
         try (SafetensorsFile f = SafetensorsFile.open(p)) {
             f.enableMmap();
             assertTrue(f.mapped());
@@ -172,7 +171,7 @@ class SafetensorsFileTest {
     @Test
     void symlinksOutOfAModelFolderAreNotFollowed() throws Exception {
         Path outside = dir.resolve("outside.safetensors");
-        SafetensorsWriter.writeFile(outside, List.of(TestSupport.tensor("a", DType.F32, new long[] {1}, new float[] {1})));
+        SafetensorsWriter.writeFile(outside, List.of(Convert.tensorData("a", DType.F32, new long[] {1}, new float[] {1})));
         Path model = java.nio.file.Files.createDirectories(dir.resolve("model"));
         java.nio.file.Files.createSymbolicLink(model.resolve("model.safetensors"), outside);
         FormatException e = assertThrows(FormatException.class, () -> ModelFolder.open(model));

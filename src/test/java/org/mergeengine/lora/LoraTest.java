@@ -19,8 +19,9 @@ import org.mergeengine.formats.DType;
 import org.mergeengine.formats.Json;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsWriter;
-import org.mergeengine.tools.SyntheticModel;
+import org.mergeengine.tensor.Convert;
 import org.mergeengine.tensor.CounterRandom;
+import org.mergeengine.tools.SyntheticModel;
 
 /** model+adapter references: PEFT's LoRA semantics applied while streaming, and the tokenizer that goes with them. */
 class LoraTest {
@@ -49,8 +50,8 @@ class LoraTest {
         List<SafetensorsWriter.TensorData> t = new ArrayList<>(extra);
         for (Pair p : pairs) {
             String pa = p.embedding ? ".lora_embedding_A" : ".lora_A.weight", pb = p.embedding ? ".lora_embedding_B" : ".lora_B.weight";
-            t.add(TestSupport.tensor("base_model.model." + p.module + pa, DType.F32, p.aShape, p.a));
-            t.add(TestSupport.tensor("base_model.model." + p.module + pb, DType.F32, p.bShape, p.b));
+            t.add(Convert.tensorData("base_model.model." + p.module + pa, DType.F32, p.aShape, p.a));
+            t.add(Convert.tensorData("base_model.model." + p.module + pb, DType.F32, p.bShape, p.b));
         }
         SafetensorsWriter.writeFile(a.resolve("adapter_model.safetensors"), t);
         return a;
@@ -132,8 +133,8 @@ class LoraTest {
         Path a = dir.resolve("chatml");
         if (Files.exists(a)) return a;
         List<SafetensorsWriter.TensorData> full = List.of(
-                TestSupport.tensor("base_model.model.model.embed_tokens.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 50)),
-                TestSupport.tensor("base_model.model.lm_head.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 51)));
+                Convert.tensorData("base_model.model.model.embed_tokens.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 50)),
+                Convert.tensorData("base_model.model.lm_head.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 51)));
         ObjectNode c = config(4, 4);
         c.putArray("modules_to_save").add("embed_tokens").add("lm_head");
         adapter("chatml", c, List.of(linear("model.layers.2.self_attn.q_proj", H, H, 4, 60)), full);
