@@ -14,7 +14,7 @@ import java.util.TreeMap;
  * The scheduling state of one merge, apart from the actors that drive it (the local
  * {@code MergeSupervisor}, the cluster's {@code ClusterMerge}), as Pekko's distributed-workers
  * sample keeps its {@code WorkState} apart from its {@code WorkManager}: the queue of tasks, the
- * lanes waiting for work, which lane runs which task and until when, entries left per tensor,
+ * lanes waiting for work, which lane runs which task and until when, parts left per tensor,
  * attempts, memory admission and progress.
  *
  * <p>It holds no clock and sends nothing: the driver passes the time in (nanoseconds from any fixed
@@ -112,7 +112,7 @@ public final class WorkState<L> {
      * @param tensorsTotal tensors in the plan
      * @param inputTotal input bytes of the whole plan
      * @param tensorsDone tensors whose every part an interrupted run already wrote
-     * @param resumed entries an interrupted run already wrote
+     * @param resumed tasks an interrupted run already wrote
      * @param maxAttempts failures (or missed deadlines) after which a task fails the merge
      * @param now the time the merge starts
      */
