@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -50,7 +51,7 @@ public final class Planner {
     private final Map<ModelRef, ModelLayout> layouts = new HashMap<>();
     private final List<String> warnings = new ArrayList<>();
     private final List<PlannedTensor> planned = new ArrayList<>();
-    private final Set<String> outNames = new java.util.HashSet<>();
+    private final Set<String> outNames = new HashSet<>();
     private TokenizerMerge tokenizer;
 
     private Planner(MergeConfig cfg, PlanOptions opts) {
@@ -120,62 +121,17 @@ public final class Planner {
         ShardLayout layout = ShardLayout.plan(entries, opts.outShardSize(), "model");
 
         ModelFolder donor = folders.get(donorRef);
-        ObjectNode outCfg = outputConfig(donorRef, donor, counter);
-        if (tokenizer != null) {
-            outCfg.put("vocab_size", tokenizer.paddedSize());
-            warnings.addAll(tokenizer.warnings());
-        }
+        String key = layouts.get(donorRef).layerKey() != null ? layouts.get(donorRef).layerKey() : "num_hidden_layers";
+        OutputFiles files = OutputFiles.compose(cfg, method, donorRef, donor, folders, tokenizer, planned,
+                new OutputFiles.ConfigEdits(Map.of(key, counter)), warnings);
         Map<String, ModelFolder> byLabel = new LinkedHashMap<>();
         folders.forEach((r, f) -> byLabel.put(r.toString(), f));
-        Map<String, byte[]> tokFiles = tokenizerFiles(donor);
-        return new MergePlan(cfg, method, List.copyOf(planned), layout, outCfg, donor, byLabel, counter, List.copyOf(warnings),
-                tokFiles, tokenizer != null);
-    }
-
-    /** The output's tokenizer files: the merged tokenizer, or the donor's files; the chat template applied to either. */
-    private Map<String, byte[]> tokenizerFiles(ModelFolder donor) {
-        Map<String, byte[]> files = new LinkedHashMap<>();
-        ModelFolder from = tokenizer != null ? tokenizer.donor() : donor;
-        try {
-            for (String f : ModelFolder.TOKENIZER_FILES) {
-                java.nio.file.Path p = from.tokenizerDir().resolve(f);
-                if (!java.nio.file.Files.isRegularFile(p) && f.equals("generation_config.json")) p = from.dir().resolve(f);
-                if (java.nio.file.Files.isRegularFile(p)) files.put(f, java.nio.file.Files.readAllBytes(p));
-            }
-        } catch (java.io.IOException e) {
-            throw new ConfigException("", "cannot read the tokenizer files of " + from.tokenizerDir() + ": " + e.getMessage());
-        }
-        if (tokenizer != null) {
-            files.remove("tokenizer.model"); // the merged vocabulary lives in tokenizer.json alone
-            files.remove("added_tokens.json");
-            files.put("tokenizer.json", org.mergeengine.formats.Json.toString(tokenizer.tokenizerJson()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            if (tokenizer.tokenizerConfig() != null) {
-                files.put("tokenizer_config.json", org.mergeengine.formats.Json.toString(tokenizer.tokenizerConfig()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            }
-        }
-        String template = ChatTemplates.resolve(cfg.chatTemplate(), new ArrayList<>(folders.values()));
-        if (template != null) {
-            byte[] tc = files.get("tokenizer_config.json");
-            ObjectNode c = tc == null ? org.mergeengine.formats.Json.MAPPER.createObjectNode() : parse(tc);
-            c.put("chat_template", template);
-            files.put("tokenizer_config.json", org.mergeengine.formats.Json.toString(c).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            if (files.containsKey("chat_template.jinja")) files.put("chat_template.jinja", template.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            files.remove("chat_template.json");
-        }
-        return files;
-    }
-
-    private static ObjectNode parse(byte[] json) {
-        try {
-            return (ObjectNode) org.mergeengine.formats.Json.MAPPER.readTree(json);
-        } catch (java.io.IOException | ClassCastException e) {
-            throw new ConfigException("", "tokenizer_config.json is not a JSON object");
-        }
+        return new MergePlan(cfg, method, List.copyOf(planned), layout, files, donor, byLabel, counter, List.copyOf(warnings));
     }
 
     /** Global parameters written under a model are never read there (as in mergekit): say so. */
     private void warnIgnoredParameters() {
-        Set<String> globals = new java.util.HashSet<>();
+        Set<String> globals = new HashSet<>();
         for (ParamSpec p : method.parameters()) if (!p.perModel()) globals.add(p.name());
         List<MergeConfig.Params> perModel = new ArrayList<>();
         if (cfg.models() != null) for (MergeConfig.ModelEntry m : cfg.models()) perModel.add(m.parameters());
@@ -498,44 +454,5 @@ public final class Planner {
             if (d != null) return d;
         }
         return null;
-    }
-
-    private ObjectNode outputConfig(ModelRef donorRef, ModelFolder donor, int layers) {
-        if (donor.config() == null) {
-            throw new ConfigException("", "model " + donorRef + " (" + donor.dir() + ") has no config.json; the output's config.json is taken from it");
-        }
-        ObjectNode c = donor.config().deepCopy();
-        ModelLayout dl = layouts.get(donorRef);
-        String key = dl.layerKey() != null ? dl.layerKey() : "num_hidden_layers";
-        setAt(c, key, layers);
-        DType dominant = cfg.outDtype() != null ? cfg.outDtype() : cfg.dtype();
-        if (dominant == null) {
-            Map<DType, Long> bytes = new HashMap<>();
-            for (PlannedTensor t : planned) if (t.outDType().isFloating()) bytes.merge(t.outDType(), t.outputBytes(), Long::sum);
-            dominant = bytes.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse(null);
-        }
-        if (dominant != null) c.put("torch_dtype", dominant.torchName());
-        for (PlannedTensor t : planned) {
-            if (ModelLayout.isInputEmbedding(t.name()) && !t.name().contains("wpe") && t.shape().length == 2) {
-                JsonNode vs = c.get("vocab_size");
-                if (vs != null && vs.isIntegralNumber() && vs.asLong() != t.shape()[0]) {
-                    warnings.add("config.json vocab_size set to " + t.shape()[0] + " (the embedding rows) instead of the donor's " + vs.asLong());
-                    c.put("vocab_size", t.shape()[0]);
-                }
-                break;
-            }
-        }
-        return c;
-    }
-
-    static void setAt(ObjectNode root, String dotted, int value) {
-        String[] parts = dotted.split("\\.");
-        ObjectNode cur = root;
-        for (int i = 0; i < parts.length - 1; i++) {
-            JsonNode n = cur.get(parts[i]);
-            if (!(n instanceof ObjectNode o)) return;
-            cur = o;
-        }
-        cur.put(parts[parts.length - 1], value);
     }
 }
