@@ -84,7 +84,7 @@ public final class ModelFolder implements AutoCloseable {
             inside(dir.resolve(f), realRoot);
         }
         Path cfg = dir.resolve("config.json");
-        ObjectNode config = Files.isRegularFile(cfg) ? Json.readObject(cfg) : null;
+        ObjectNode config = Files.isRegularFile(cfg) ? Json.readExactObject(cfg) : null;
         Path index = dir.resolve("model.safetensors.index.json");
         Path single = dir.resolve("model.safetensors");
         List<TensorFile> files = new ArrayList<>();

@@ -101,7 +101,7 @@ public final class HubModelResolver implements ModelResolver {
             headers.put(shards.get(i), SafetensorsFile.fromHeader(Path.of(repo, shards.get(i)), h.bytes(), h.fileSize()));
         }
         Path cfg = snap.resolve("config.json");
-        return ModelFolder.fromHeaders(snap, java.nio.file.Files.exists(cfg) ? Json.readObject(cfg) : null, weightMap, headers);
+        return ModelFolder.fromHeaders(snap, java.nio.file.Files.exists(cfg) ? Json.readExactObject(cfg) : null, weightMap, headers);
     }
 
     /** A hub folder whose files are all small enough to fetch whole (adapters). */

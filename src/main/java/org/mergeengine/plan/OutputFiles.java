@@ -76,7 +76,7 @@ public final class OutputFiles {
      */
     public Map<String, byte[]> files(String outputName, boolean copyTokenizer, boolean modelCard) {
         Map<String, byte[]> out = new LinkedHashMap<>();
-        out.put("config.json", (Json.toString(config) + "\n").getBytes(StandardCharsets.UTF_8));
+        out.put("config.json", (Json.toPythonText(config) + "\n").getBytes(StandardCharsets.UTF_8));
         if (copyTokenizer || tokenizerBuilt) out.putAll(tokenizerFiles);
         if (modelCard) {
             if (cfg.sourceText() != null) out.put("mergekit_config.yml", cfg.sourceText().getBytes(StandardCharsets.UTF_8));
@@ -98,7 +98,15 @@ public final class OutputFiles {
             for (PlannedTensor t : planned) if (t.outDType().isFloating()) bytes.merge(t.outDType(), t.outputBytes(), Long::sum);
             dominant = bytes.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse(null);
         }
-        if (dominant != null) c.put("torch_dtype", dominant.torchName());
+        if (dominant != null) {
+            // transformers 5 writes "dtype", earlier versions "torch_dtype": set the one the donor has.
+            boolean any = false;
+            for (String k : List.of("dtype", "torch_dtype")) {
+                if (c.has(k) && !c.get(k).isNull()) c.put(k, dominant.torchName());
+                any |= c.has(k);
+            }
+            if (!any) c.put("torch_dtype", dominant.torchName());
+        }
         for (PlannedTensor t : planned) {
             if (ModelLayout.isInputEmbedding(t.name()) && !t.name().contains("wpe") && t.shape().length == 2) {
                 JsonNode vs = c.get("vocab_size");
