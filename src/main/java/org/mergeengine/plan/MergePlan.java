@@ -12,10 +12,13 @@ import org.mergeengine.methods.MergeMethod;
  * data is read: every output tensor with its inputs and parameters (in the order the engine runs
  * them, by input file and offset so the disk streams), the output shards, and the output
  * folder's other files ({@link OutputFiles}). Same config and inputs give the same plan and the same bytes.
+ * {@code modules} maps each output tensor to its module (mergekit's names: default,
+ * text_decoder, vision_tower, ...); {@code notes} say what a plan decided that the config did not
+ * spell out (a module copied whole from one model), for -v.
  */
 public record MergePlan(MergeConfig config, MergeMethod method, List<PlannedTensor> tensors, ShardLayout layout,
                         OutputFiles files, ModelFolder donor, Map<String, ModelFolder> models, int outputLayers,
-                        List<String> warnings) {
+                        List<String> warnings, Map<String, String> modules, List<String> notes) {
 
     public long inputBytes() {
         long b = 0;

@@ -1,6 +1,7 @@
 package org.mergeengine.plan;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -32,8 +33,11 @@ public final class OutputFiles {
     private final ObjectNode config;
     private final Map<String, byte[]> tokenizerFiles;
     private final boolean tokenizerBuilt;
+    private final Map<String, byte[]> tagalong;
 
-    private OutputFiles(MergeConfig cfg, MergeMethod method, ObjectNode config, Map<String, byte[]> tokenizerFiles, boolean tokenizerBuilt) {
+    private OutputFiles(MergeConfig cfg, MergeMethod method, ObjectNode config, Map<String, byte[]> tokenizerFiles, boolean tokenizerBuilt,
+                        Map<String, byte[]> tagalong) {
+        this.tagalong = tagalong;
         this.cfg = cfg;
         this.method = method;
         this.config = config;
@@ -41,18 +45,74 @@ public final class OutputFiles {
         this.tokenizerBuilt = tokenizerBuilt;
     }
 
-    /** What the planner decided that config.json must say. */
-    record ConfigEdits(Map<String, Integer> layerCounts) {}
+    /** Where an output layer comes from: a model (its config) and its layer in that model's stack of {@code modelLayers}. */
+    record Origin(String model, ObjectNode config, int layer, int modelLayers) {}
+
+    /**
+     * One output stack: its module, the config keys that count its layers, the config object its
+     * per-layer keys live in ("" for the root, "text_config"), the donor's layer count, and the
+     * origin of each output layer.
+     */
+    record StackEdit(String module, List<String> countKeys, String configPath, int donorLayers, List<Origin> origins) {
+        boolean identity() {
+            if (origins.size() != donorLayers) return false;
+            for (int i = 0; i < origins.size(); i++) if (origins.get(i).layer() != i) return false;
+            return true;
+        }
+    }
+
+    /** Config keys that list layer indices (renumbered when layers move), beyond the {@code *_layers} lists of integers. */
+    static final Set<String> INDEX_KEYS = Set.of("mlp_only_layers", "full_attn_idxs", "swa_layers", "attn_layer_indices",
+            "full_attention_layers", "sliding_window_layers", "global_attn_layers", "moe_layers", "dense_layers", "no_rope_layers_idx");
+    /** Config keys that hold one entry per layer, beyond those named {@code *layer_types*} or {@code *_per_layer}. */
+    static final Set<String> PER_LAYER_KEYS = Set.of("layer_types", "no_rope_layers", "block_types", "layers_block_type",
+            "sliding_window_pattern_list", "num_kv_heads", "num_query_heads", "ffn_multipliers", "block_configs", "attn_type_list",
+            "hybrid_override_pattern_list", "layer_norm_types");
+    /** Files that travel with a model besides its tokenizer (processors), copied from the donor. */
+    static final List<String> TAGALONG_FILES = List.of("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json");
 
     static OutputFiles compose(MergeConfig cfg, MergeMethod method, ModelRef donorRef, ModelFolder donor, Map<ModelRef, ModelFolder> folders,
-                               TokenizerMerge tokenizer, List<PlannedTensor> planned, ConfigEdits edits, List<String> warnings) {
-        ObjectNode outCfg = outputConfig(cfg, donorRef, donor, planned, edits, warnings);
+                               TokenizerMerge tokenizer, List<PlannedTensor> planned, List<StackEdit> stacks, List<String> warnings) {
+        ObjectNode outCfg = outputConfig(cfg, donorRef, donor, planned, stacks, warnings);
         if (tokenizer != null) {
-            outCfg.put("vocab_size", tokenizer.paddedSize());
+            setAt(outCfg, vocabKey(outCfg, stacks), tokenizer.paddedSize());
             warnings.addAll(tokenizer.warnings());
         }
         Map<String, byte[]> tok = tokenizerFiles(cfg, tokenizer, donor, folders);
-        return new OutputFiles(cfg, method, outCfg, tok, tokenizer != null);
+        Map<String, byte[]> tagalong = tagalong(donorRef, donor);
+        return new OutputFiles(cfg, method, outCfg, tok, tokenizer != null, tagalong);
+    }
+
+    /** The processor files and, when config.json has an auto_map, the code files it names (for trust_remote_code). */
+    private static Map<String, byte[]> tagalong(ModelRef donorRef, ModelFolder donor) {
+        List<String> names = new ArrayList<>(TAGALONG_FILES);
+        JsonNode autoMap = donor.config() == null ? null : donor.config().get("auto_map");
+        if (autoMap != null && autoMap.isObject()) {
+            for (JsonNode v : autoMap) {
+                List<JsonNode> refs = new ArrayList<>();
+                if (v.isArray()) v.forEach(refs::add);
+                else refs.add(v);
+                for (JsonNode r : refs) {
+                    if (!r.isTextual()) continue;
+                    String ref = r.asText();
+                    if (ref.contains("--")) continue; // code in another repository: transformers fetches it from there
+                    int dot = ref.lastIndexOf('.');
+                    if (dot <= 0) continue;
+                    String file = ref.substring(0, dot).replace('.', '/') + ".py";
+                    if (!names.contains(file)) names.add(file);
+                }
+            }
+        }
+        Map<String, byte[]> out = new LinkedHashMap<>();
+        for (String n : names) {
+            byte[] b = donor.companionFile(n);
+            if (b != null) out.put(n, b);
+            else if (n.endsWith(".py")) {
+                throw new ConfigException("", "config.json of " + donorRef + " names remote code in auto_map, but " + n + " is missing from "
+                        + donor.dir() + "; the output would not load with trust_remote_code");
+            }
+        }
+        return out;
     }
 
     /** The output's config.json as a tree. */
@@ -63,6 +123,11 @@ public final class OutputFiles {
     /** The tokenizer files of the output: the merged tokenizer, or the donor's files, with the chat template applied. */
     public Map<String, byte[]> tokenizerFiles() {
         return tokenizerFiles;
+    }
+
+    /** Files copied from the donor whatever the options: processor configs, remote code. */
+    public Map<String, byte[]> tagalongFiles() {
+        return tagalong;
     }
 
     /** True when a tokenizer was built (then its files are always written). */
@@ -77,6 +142,7 @@ public final class OutputFiles {
     public Map<String, byte[]> files(String outputName, boolean copyTokenizer, boolean modelCard) {
         Map<String, byte[]> out = new LinkedHashMap<>();
         out.put("config.json", (Json.toPythonText(config) + "\n").getBytes(StandardCharsets.UTF_8));
+        out.putAll(tagalong);
         if (copyTokenizer || tokenizerBuilt) out.putAll(tokenizerFiles);
         if (modelCard) {
             if (cfg.sourceText() != null) out.put("mergekit_config.yml", cfg.sourceText().getBytes(StandardCharsets.UTF_8));
@@ -86,12 +152,20 @@ public final class OutputFiles {
     }
 
     private static ObjectNode outputConfig(MergeConfig cfg, ModelRef donorRef, ModelFolder donor, List<PlannedTensor> planned,
-                                           ConfigEdits edits, List<String> warnings) {
+                                           List<StackEdit> stacks, List<String> warnings) {
         if (donor.config() == null) {
             throw new ConfigException("", "model " + donorRef + " (" + donor.dir() + ") has no config.json; the output's config.json is taken from it");
         }
         ObjectNode c = donor.config().deepCopy();
-        edits.layerCounts().forEach((key, n) -> setAt(c, key, n));
+        for (StackEdit e : stacks) {
+            int n = e.origins().size();
+            List<String> keys = e.countKeys().isEmpty() && e.module().equals("default") ? List.of("num_hidden_layers") : e.countKeys();
+            for (String key : keys) {
+                JsonNode old = ModelLayout.at(c, key);
+                if (old == null || !old.isIntegralNumber() || old.asInt() != n) setAt(c, key, n);
+            }
+            if (!e.identity()) sliceLayerLists(c, e);
+        }
         DType dominant = cfg.outDtype() != null ? cfg.outDtype() : cfg.dtype();
         if (dominant == null) {
             Map<DType, Long> bytes = new HashMap<>();
@@ -102,25 +176,131 @@ public final class OutputFiles {
             // transformers 5 writes "dtype", earlier versions "torch_dtype": set the one the donor has.
             boolean any = false;
             for (String k : List.of("dtype", "torch_dtype")) {
-                if (c.has(k) && !c.get(k).isNull()) c.put(k, dominant.torchName());
+                if (c.has(k) && !c.get(k).isNull() && !c.get(k).asText().equals(dominant.torchName())) c.put(k, dominant.torchName());
                 any |= c.has(k);
             }
             if (!any) c.put("torch_dtype", dominant.torchName());
         }
-        for (PlannedTensor t : planned) {
-            if (ModelLayout.isInputEmbedding(t.name()) && !t.name().contains("wpe") && t.shape().length == 2) {
-                JsonNode vs = c.get("vocab_size");
-                if (vs != null && vs.isIntegralNumber() && vs.asLong() != t.shape()[0]) {
-                    warnings.add("config.json vocab_size set to " + t.shape()[0] + " (the embedding rows) instead of the donor's " + vs.asLong());
-                    c.put("vocab_size", t.shape()[0]);
-                }
-                break;
-            }
+        String vocabKey = vocabKey(c, stacks);
+        JsonNode vs = ModelLayout.at(c, vocabKey);
+        PlannedTensor vocab = vocabularyTensor(planned, vs != null && vs.isIntegralNumber() ? vs.asLong() : -1);
+        if (vocab != null && vs != null && vs.isIntegralNumber() && vs.asLong() != vocab.shape()[0]) {
+            warnings.add("config.json " + vocabKey + " set to " + vocab.shape()[0] + " (the rows of " + vocab.name() + ") instead of the donor's " + vs.asLong());
+            setAt(c, vocabKey, vocab.shape()[0]);
         }
         return c;
     }
 
-    static void setAt(ObjectNode root, String dotted, int value) {
+    /** vocab_size at the root, else in the language model's config object (text_config of a vision-language model). */
+    static String vocabKey(ObjectNode c, List<StackEdit> stacks) {
+        if (c.has("vocab_size")) return "vocab_size";
+        for (StackEdit e : stacks) {
+            if (!e.configPath().isEmpty() && (e.module().equals("text_decoder") || e.module().equals("decoder"))) {
+                String k = e.configPath() + ".vocab_size";
+                if (ModelLayout.at(c, k) != null) return k;
+            }
+        }
+        return ModelLayout.at(c, "text_config.vocab_size") != null ? "text_config.vocab_size" : "vocab_size";
+    }
+
+    /**
+     * The vocabulary matrix: a token embedding (else an LM head) whose inputs have the config's
+     * vocab_size rows; never a position, token-type or patch embedding.
+     */
+    static PlannedTensor vocabularyTensor(List<PlannedTensor> planned, long configVocab) {
+        PlannedTensor head = null;
+        for (PlannedTensor t : planned) {
+            if (!ModelLayout.isVocabularyName(t.name()) || t.shape().length != 2) continue;
+            PlannedTensor.Input in = t.inputs().get(0);
+            long rows = in.source().info().shape()[0];
+            if (configVocab >= 0 && rows != configVocab && in.rows() == null) continue;
+            if (ModelLayout.isInputEmbedding(t.name())) return t;
+            if (head == null) head = t;
+        }
+        return head;
+    }
+
+    /**
+     * Per-layer lists of a sliced stack: each output layer takes the entry of the layer it comes
+     * from (in its own model's config), and lists of layer indices are renumbered. A list whose
+     * name says it is about layers but that fits neither shape is refused by name.
+     */
+    private static void sliceLayerLists(ObjectNode root, StackEdit e) {
+        JsonNode target = e.configPath().isEmpty() ? root : ModelLayout.at(root, e.configPath());
+        if (!(target instanceof ObjectNode obj)) return;
+        List<String> keys = new ArrayList<>();
+        obj.fieldNames().forEachRemaining(keys::add);
+        String where = e.configPath().isEmpty() ? "" : e.configPath() + ".";
+        for (String key : keys) {
+            JsonNode v = obj.get(key);
+            if (!v.isArray()) {
+                checkPeriod(obj, key, e, where);
+                continue;
+            }
+            boolean indexKey = INDEX_KEYS.contains(key) || (key.endsWith("_layers") && !PER_LAYER_KEYS.contains(key) && v.size() != e.donorLayers()
+                    && allInts(v));
+            boolean perLayer = !indexKey && (PER_LAYER_KEYS.contains(key) || key.contains("layer_types") || key.endsWith("_per_layer"))
+                    && v.size() == e.donorLayers();
+            if (indexKey && allInts(v)) {
+                ArrayNode out = Json.MAPPER.createArrayNode();
+                for (int i = 0; i < e.origins().size(); i++) {
+                    Origin o = e.origins().get(i);
+                    JsonNode list = listOf(o, e, key);
+                    if (list == null || !list.isArray()) {
+                        throw new ConfigException("", "config.json of " + o.model() + " has no " + where + key + " to take layer " + o.layer() + "'s entry from");
+                    }
+                    for (JsonNode x : list) if (x.isIntegralNumber() && x.asInt() == o.layer()) out.add(i);
+                }
+                obj.set(key, out);
+            } else if (perLayer) {
+                ArrayNode out = Json.MAPPER.createArrayNode();
+                for (Origin o : e.origins()) {
+                    JsonNode list = listOf(o, e, key);
+                    if (list == null || !list.isArray() || list.size() != o.modelLayers()) {
+                        throw new ConfigException("", "config.json " + where + key + " of " + o.model() + " does not have one entry per layer ("
+                                + o.modelLayers() + "); cannot give output layers their entries");
+                    }
+                    out.add(list.get(o.layer()));
+                }
+                obj.set(key, out);
+            } else if (key.contains("layer") && !key.equals("architectures") && v.size() > 0 && (v.size() == e.donorLayers() || allInts(v))) {
+                throw new ConfigException("", "config.json " + where + key + " looks like a per-layer list, and merge-engine does not know "
+                        + "how to map it to the output's " + e.origins().size() + " layers; merge without changing the layer count, or fix the key by hand");
+            }
+        }
+    }
+
+    /**
+     * A period such as decoder_sparse_step (every k-th layer is a mixture of experts) must mark the
+     * same output layers as the layers they come from, else the weights do not fit the config.
+     */
+    private static void checkPeriod(ObjectNode obj, String key, StackEdit e, String where) {
+        if (!key.equals("decoder_sparse_step") && !key.equals("interleave_moe_layer_step") && !(key.equals("sliding_window_pattern") && !obj.has("layer_types"))) {
+            return;
+        }
+        JsonNode v = obj.get(key);
+        if (!v.isIntegralNumber() || v.asInt() <= 1) return;
+        int k = v.asInt();
+        for (int i = 0; i < e.origins().size(); i++) {
+            if (((i + 1) % k == 0) != ((e.origins().get(i).layer() + 1) % k == 0)) {
+                throw new ConfigException("", "config.json " + where + key + " = " + k + " marks every " + k + "th layer; output layer " + i
+                        + " comes from layer " + e.origins().get(i).layer() + ", which it does not mark alike, so the weights would not fit the config");
+            }
+        }
+    }
+
+    private static JsonNode listOf(Origin o, StackEdit e, String key) {
+        if (o.config() == null) return null;
+        JsonNode t = e.configPath().isEmpty() ? o.config() : ModelLayout.at(o.config(), e.configPath());
+        return t == null ? null : t.get(key);
+    }
+
+    private static boolean allInts(JsonNode v) {
+        for (JsonNode x : v) if (!x.isIntegralNumber()) return false;
+        return true;
+    }
+
+    static void setAt(ObjectNode root, String dotted, long value) {
         String[] parts = dotted.split("\\.");
         ObjectNode cur = root;
         for (int i = 0; i < parts.length - 1; i++) {
