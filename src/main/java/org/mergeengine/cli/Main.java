@@ -224,6 +224,7 @@ public final class Main implements Callable<Integer> {
         org.mergeengine.plan.LocalModelResolver resolver = local ? new org.mergeengine.plan.LocalModelResolver(search) : null;
         try {
             MergePlan plan = local ? Planner.plan(cfg, resolver, planOpts) : starting.join().check(cfg, search, planOpts);
+            if (verbose.length > 0) for (String n : plan.notes()) stderr.println("note: " + n);
             for (String w : plan.warnings()) {
                 if (verbose.length > 0 || !w.startsWith("base model")) stderr.println("warning: " + w);
             }
@@ -337,7 +338,7 @@ public final class Main implements Callable<Integer> {
         stdout.println("output folder:   " + outDir);
         if (verbose.length > 0) {
             for (PlannedTensor t : plan.tensors()) {
-                StringBuilder sb = new StringBuilder("  ").append(t.name()).append(' ').append(java.util.Arrays.toString(t.shape()))
+                StringBuilder sb = new StringBuilder("  [").append(plan.modules().get(t.name())).append("] ").append(t.name()).append(' ').append(java.util.Arrays.toString(t.shape()))
                         .append(' ').append(t.outDType().safetensorsName()).append(" <-");
                 for (PlannedTensor.Input i : t.inputs()) sb.append(' ').append(i.model()).append(':').append(i.source().info().name());
                 stdout.println(sb);
