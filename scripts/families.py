@@ -6,6 +6,8 @@
   families.py models DIR        save two tiny random models per family (DIR/<family>/a, b) with
                                 transformers, for merging by hand
   families.py check DIR FAMILY  load DIR strictly with the family's class and run one forward pass
+  families.py linear OUT A B WA WB   check that every tensor of OUT is WA*A + WB*B
+  families.py checkall WORK MODELS   check every WORK/<family>-<method> output (one process, one import)
 
 Needs torch and transformers (5.x). The fixtures are generated once and committed; the Java tests
 never run Python.
@@ -209,6 +211,21 @@ def inputs(name, model):
     return dict(input_ids=torch.randint(0, min(text.vocab_size, 90), (1, 6)))
 
 
+def checkall(work, models):
+    for out in sorted(os.listdir(work)):
+        path = os.path.join(work, out)
+        if not os.path.isdir(path) or out.startswith("."):
+            continue
+        family, method = out.rsplit("-", 1)
+        try:
+            msg = check(path, family)
+            if method == "linear":
+                msg += "; " + linear(path, os.path.join(models, family, "a"), os.path.join(models, family, "b"), 0.3, 0.7)
+        except BaseException as e:  # one family's failure must not hide the others'
+            msg = f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:400]
+        print(f"{family} {method}: {msg}", flush=True)
+
+
 def check(path, name):
     _, cls = FAMILIES[name]()
     model, info = cls.from_pretrained(path, output_loading_info=True)
@@ -220,7 +237,19 @@ def check(path, name):
     logits = out.logits
     if not torch.isfinite(logits).all():
         raise SystemExit(f"{name}: non-finite logits")
-    print(f"{name}: loaded strictly, logits {tuple(logits.shape)}")
+    return f"loaded strictly, logits {tuple(logits.shape)}"
+
+
+def linear(out, a, b, wa, wb):
+    from safetensors.torch import load_file
+    o, x, y = load_file(os.path.join(out, "model.safetensors")), load_file(os.path.join(a, "model.safetensors")), \
+        load_file(os.path.join(b, "model.safetensors"))
+    if set(o) != set(x):
+        raise SystemExit(f"tensor names differ: {sorted(set(o) ^ set(x))[:5]}")
+    worst = max(float((o[k].float() - (wa * x[k].float() + wb * y[k].float())).abs().max()) for k in o)
+    if worst > 1e-5:
+        raise SystemExit(f"linear: max deviation {worst}")
+    return f"{len(o)} tensors are 0.3 a + 0.7 b (max deviation {worst:.2e})"
 
 
 if __name__ == "__main__":
@@ -230,6 +259,10 @@ if __name__ == "__main__":
     elif cmd == "models":
         models(sys.argv[2])
     elif cmd == "check":
-        check(sys.argv[2], sys.argv[3])
+        print(check(sys.argv[2], sys.argv[3]))
+    elif cmd == "linear":
+        print(linear(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6])))
+    elif cmd == "checkall":
+        checkall(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit(__doc__)

@@ -29,7 +29,8 @@ public final class HubModelResolver implements ModelResolver {
     public enum Mode { HEADERS, FULL }
 
     static final List<String> SMALL = List.of("config.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
-            "tokenizer.model", "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja", "chat_template.json", "generation_config.json");
+            "tokenizer.model", "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja", "chat_template.json", "generation_config.json",
+            "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json");
 
     private final LocalModelResolver local;
     private final ActorRef<CacheActor.Command> cache;
