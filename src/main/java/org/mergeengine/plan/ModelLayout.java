@@ -84,22 +84,19 @@ public final class ModelLayout {
             if (contiguous && (l.size() >= 2 || countedBy(cfg, l.size()))) stackPrefixes.add(e.getKey());
             else for (Map<String, String> x : l.values()) loose.addAll(x.values());
         }
-        // Nested numbering (experts inside a layer) is part of the outer stack, never a stack of its own.
-        stackPrefixes.removeIf(p -> stackPrefixes.stream().anyMatch(o -> !o.equals(p) && p.startsWith(o)));
-        for (String p : byPrefix.keySet()) {
-            if (stackPrefixes.contains(p)) continue;
-            boolean nested = stackPrefixes.stream().anyMatch(p::startsWith);
-            if (nested) {
-                String outer = stackPrefixes.stream().filter(p::startsWith).findFirst().orElseThrow();
-                for (Map<String, String> x : byPrefix.get(p).values()) {
-                    for (String name : x.values()) {
-                        loose.remove(name);
-                        Matcher m = Pattern.compile("^" + Pattern.quote(outer) + "(\\d+)\\.(.+)$").matcher(name);
-                        if (m.matches()) {
-                            byPrefix.get(outer).computeIfAbsent(Integer.parseInt(m.group(1)), k -> new LinkedHashMap<>()).put(m.group(2), name);
-                        }
-                    }
-                }
+        // One language stack per model: of several numbered groups with no vision, encoder or decoder
+        // name, the one the config counts (else the largest) is the stack; the others are merged
+        // whole, like embeddings, as before modules existed.
+        List<String> texts = new ArrayList<>();
+        for (String p : stackPrefixes) if (role(p).equals("text")) texts.add(p);
+        if (texts.size() > 1) {
+            String keep = null;
+            for (String p : texts) if (countedBy(cfg, byPrefix.get(p).size()) && (keep == null || byPrefix.get(p).size() > byPrefix.get(keep).size())) keep = p;
+            if (keep == null) for (String p : texts) if (keep == null || byPrefix.get(p).size() > byPrefix.get(keep).size()) keep = p;
+            for (String p : texts) {
+                if (p.equals(keep)) continue;
+                stackPrefixes.remove(p);
+                for (Map<String, String> x : byPrefix.get(p).values()) loose.addAll(x.values());
             }
         }
 

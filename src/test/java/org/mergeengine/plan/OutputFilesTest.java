@@ -17,6 +17,7 @@ import org.mergeengine.TestSupport;
 import org.mergeengine.config.ConfigException;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.FormatException;
+import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.Json;
 import org.mergeengine.formats.SafetensorsWriter;
 
@@ -83,6 +84,21 @@ class OutputFilesTest {
         MergePlan per = Families.plan(dir, "merge_method: slerp\nbase_model: mix-a\nmodels:\n  - model: mix-a\n  - model: mix-b\nparameters: {t: 0.5}\n");
         assertTrue(per.tensors().stream().anyMatch(x -> x.name().equals("model.layers.2.block_sparse_moe.experts.3.w2.weight")
                 && x.shape().length == 2), "each expert's tensors are merged apart");
+    }
+
+    @Test
+    void aSecondNumberedGroupWithoutAStackNameIsMergedWholeBesideTheLayers() throws Exception {
+        Path d = Files.createDirectories(dir.resolve("extra"));
+        Files.writeString(d.resolve("config.json"), "{\n  \"num_hidden_layers\": 3,\n  \"vocab_size\": 8\n}\n");
+        List<SafetensorsWriter.TensorData> t = new java.util.ArrayList<>();
+        for (int l = 0; l < 3; l++) t.add(SafetensorsWriter.TensorData.ofFloats("model.layers." + l + ".w.weight", DType.F32, new long[] {2, 2}, new float[4]));
+        for (int l = 0; l < 2; l++) t.add(SafetensorsWriter.TensorData.ofFloats("model.heads." + l + ".weight", DType.F32, new long[] {2}, new float[2]));
+        SafetensorsWriter.writeFile(d.resolve("model.safetensors"), t);
+        ModelLayout l = ModelLayout.of("extra", ModelFolder.open(d));
+        assertEquals(List.of("default"), List.copyOf(l.modules().keySet()));
+        assertEquals("model.layers.", l.layerPrefix());
+        assertEquals(3, l.numLayers());
+        assertTrue(l.main().pre().contains("model.heads.1.weight"));
     }
 
     @Test
