@@ -18,6 +18,7 @@ import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsFile;
 import org.mergeengine.plan.LocalModelResolver;
 import org.mergeengine.plan.ModelResolver;
+import org.mergeengine.plan.OutputFiles;
 
 /**
  * Resolves model references: local folders directly, anything else through the cache actor as a
@@ -74,6 +75,15 @@ public final class HubModelResolver implements ModelResolver {
         String repo = repo(ref, yamlPath);
         HubClient.RepoInfo info = ask(r -> new CacheActor.Resolve(repo, ref.revision(), r));
         Path snap = fetchSmall(repo, info);
+        if (java.nio.file.Files.exists(snap.resolve("config.json"))) {
+            // remote code named by auto_map travels with the model (plan/OutputFiles copies it)
+            for (String f : OutputFiles.autoMapFiles(Json.readObject(snap.resolve("config.json")))) {
+                if (info.files().contains(f)) {
+                    RepoPaths.checkFile(repo, f);
+                    fetch(repo, info.commit(), f);
+                }
+            }
+        }
         Map<String, String> weightMap = null;
         List<String> shards = new ArrayList<>();
         if (info.files().contains("model.safetensors.index.json")) {

@@ -79,40 +79,50 @@ public final class OutputFiles {
             warnings.addAll(tokenizer.warnings());
         }
         Map<String, byte[]> tok = tokenizerFiles(cfg, tokenizer, donor, folders);
-        Map<String, byte[]> tagalong = tagalong(donorRef, donor);
+        Map<String, byte[]> tagalong = tagalong(donorRef, donor, warnings);
         return new OutputFiles(cfg, method, outCfg, tok, tokenizer != null, tagalong);
     }
 
     /** The processor files and, when config.json has an auto_map, the code files it names (for trust_remote_code). */
-    private static Map<String, byte[]> tagalong(ModelRef donorRef, ModelFolder donor) {
+    private static Map<String, byte[]> tagalong(ModelRef donorRef, ModelFolder donor, List<String> warnings) {
         List<String> names = new ArrayList<>(TAGALONG_FILES);
-        JsonNode autoMap = donor.config() == null ? null : donor.config().get("auto_map");
-        if (autoMap != null && autoMap.isObject()) {
-            for (JsonNode v : autoMap) {
-                List<JsonNode> refs = new ArrayList<>();
-                if (v.isArray()) v.forEach(refs::add);
-                else refs.add(v);
-                for (JsonNode r : refs) {
-                    if (!r.isTextual()) continue;
-                    String ref = r.asText();
-                    if (ref.contains("--")) continue; // code in another repository: transformers fetches it from there
-                    int dot = ref.lastIndexOf('.');
-                    if (dot <= 0) continue;
-                    String file = ref.substring(0, dot).replace('.', '/') + ".py";
-                    if (!names.contains(file)) names.add(file);
-                }
-            }
-        }
+        List<String> code = autoMapFiles(donor.config());
+        names.addAll(code);
         Map<String, byte[]> out = new LinkedHashMap<>();
         for (String n : names) {
             byte[] b = donor.companionFile(n);
             if (b != null) out.put(n, b);
-            else if (n.endsWith(".py")) {
-                throw new ConfigException("", "config.json of " + donorRef + " names remote code in auto_map, but " + n + " is missing from "
-                        + donor.dir() + "; the output would not load with trust_remote_code");
+            else if (code.contains(n)) {
+                warnings.add("config.json of " + donorRef + " names remote code in auto_map, but " + n + " is missing from " + donor.dir()
+                        + "; the output will not load with trust_remote_code until it is added");
             }
         }
         return out;
+    }
+
+    /**
+     * The code files a config's auto_map names ({@code "modeling_x.XForCausalLM"} is
+     * modeling_x.py), in this repository only: a {@code "repo--module.Class"} reference is fetched
+     * from its own repository by transformers.
+     */
+    public static List<String> autoMapFiles(ObjectNode config) {
+        List<String> names = new ArrayList<>();
+        JsonNode autoMap = config == null ? null : config.get("auto_map");
+        if (autoMap == null || !autoMap.isObject()) return names;
+        for (JsonNode v : autoMap) {
+            List<JsonNode> refs = new ArrayList<>();
+            if (v.isArray()) v.forEach(refs::add);
+            else refs.add(v);
+            for (JsonNode r : refs) {
+                if (!r.isTextual() || r.asText().contains("--")) continue;
+                String ref = r.asText();
+                int dot = ref.lastIndexOf('.');
+                if (dot <= 0) continue;
+                String file = ref.substring(0, dot).replace('.', '/') + ".py";
+                if (!names.contains(file)) names.add(file);
+            }
+        }
+        return names;
     }
 
     /** The output's config.json as a tree. */

@@ -14,7 +14,6 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.mergeengine.TestSupport;
-import org.mergeengine.config.ConfigException;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.FormatException;
 import org.mergeengine.formats.ModelFolder;
@@ -46,9 +45,10 @@ class OutputFilesTest {
         assertFalse(files.containsKey("tokenization_x.py"), "code of another repository is fetched from there");
 
         Files.delete(b.resolve("modeling_tiny.py"));
-        ConfigException e = assertThrows(ConfigException.class, () -> Families.plan(dir, "merge_method: linear\nbase_model: b\nmodels:\n"
-                + "  - {model: a, parameters: {weight: 1}}\n  - {model: b, parameters: {weight: 1}}\n"));
-        assertTrue(e.getMessage().contains("modeling_tiny.py"), e.getMessage());
+        MergePlan missing = Families.plan(dir, "merge_method: linear\nbase_model: b\nmodels:\n"
+                + "  - {model: a, parameters: {weight: 1}}\n  - {model: b, parameters: {weight: 1}}\n");
+        assertTrue(missing.warnings().stream().anyMatch(w -> w.contains("modeling_tiny.py") && w.contains("trust_remote_code")), missing.warnings().toString());
+        assertFalse(missing.files().tagalongFiles().containsKey("modeling_tiny.py"));
     }
 
     @Test
