@@ -21,8 +21,8 @@ import org.mergeengine.formats.SafetensorsWriter;
  * config.json and files as transformers saved them, and its tensors' names, shapes and dtypes
  * (scripts/families.py wrote them). The weights are random, drawn here from a seed.
  */
-final class Families {
-    static final List<String> ALL = List.of("llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "qwen3-moe", "mixtral", "gemma2",
+public final class Families {
+    public static final List<String> ALL = List.of("llama", "mistral", "qwen2", "qwen2-tied", "qwen3", "qwen3-moe", "mixtral", "gemma2",
             "gemma3-text", "gemma3-vlm", "llava", "qwen2-vl", "phi3", "gpt2", "gpt-neox", "olmo", "olmo2", "t5", "bert");
     static final List<String> EXTRA_FILES = List.of("config.json", "generation_config.json", "preprocessor_config.json",
             "processor_config.json", "video_preprocessor_config.json");
@@ -41,7 +41,7 @@ final class Families {
     }
 
     /** Writes a model of the family into {@code dir}, its weights drawn from {@code seed}. */
-    static Path write(Path dir, String family, long seed) throws IOException {
+    public static Path write(Path dir, String family, long seed) throws IOException {
         Files.createDirectories(dir);
         for (String f : EXTRA_FILES) {
             byte[] b = resource(family, f);
