@@ -365,8 +365,12 @@ public final class Planner {
                 ModelLayout.Stack l = layouts.get(src.ref).module(module).stack();
                 String in = l.layer(src.start + j).get(suffix);
                 if (in == null) {
+                    int elsewhere = -1;
+                    for (int k = 0; k < l.numLayers() && elsewhere < 0; k++) if (l.layer(k).containsKey(suffix)) elsewhere = k;
+                    String hint = elsewhere >= 0 ? "; model " + src.ref + " has it only in some layers (layer " + elsewhere + "), as T5 keeps its position bias in"
+                            + " the first block: choose layer ranges that line such layers up" : "; the models must share their layer structure";
                     throw new ConfigException(src.yamlPath, "tensor '" + l.prefix() + (src.start + j) + "." + suffix + "' is missing from model "
-                            + src.ref + " (other inputs of this slice have it); the models must share their layer structure");
+                            + src.ref + " (other inputs of this slice have it)" + hint);
                 }
                 inputNames.add(in);
             }

@@ -265,6 +265,12 @@ class FamilyPlanTest {
         assertEquals(2, cfg.get("num_layers").asInt());
         assertEquals(2, cfg.get("num_decoder_layers").asInt());
 
+        ConfigException shifted = assertThrows(ConfigException.class, () -> Families.plan(dir, "merge_method: linear\nmodules:\n"
+                + "  encoder:\n    slices:\n      - sources:\n          - {model: t5/a, layer_range: [0, 2], parameters: {weight: 0.5}}\n"
+                + "          - {model: t5/b, layer_range: [1, 3], parameters: {weight: 0.5}}\n"
+                + "  decoder:\n    models: [{model: t5/b, parameters: {weight: 1}}]\n  shared:\n    models: [{model: t5/b, parameters: {weight: 1}}]\n"));
+        assertTrue(shifted.getMessage().startsWith("modules.encoder.slices[0].sources[1]") && shifted.getMessage().contains("relative_attention_bias")
+                && shifted.getMessage().contains("only in some layers (layer 0)"), shifted.getMessage());
         ConfigException missing = assertThrows(ConfigException.class, () -> Families.plan(dir, "merge_method: linear\nmodules:\n"
                 + "  encoder:\n    models: [{model: t5/a, parameters: {weight: 1}}]\n"));
         assertTrue(missing.getMessage().contains("decoder"), missing.getMessage());
