@@ -174,7 +174,13 @@ public final class OutputFiles {
                 JsonNode old = ModelLayout.at(c, key);
                 if (old == null || !old.isIntegralNumber() || old.asInt() != n) setAt(c, key, n);
             }
-            if (!e.identity()) sliceLayerLists(c, e);
+            if (!e.identity()) {
+                // every config object that counts this stack's layers (a VLM's text_config, and the root where it repeats them)
+                Set<String> paths = new LinkedHashSet<>();
+                paths.add(e.configPath());
+                for (String k : keys) paths.add(k.contains(".") ? k.substring(0, k.lastIndexOf('.')) : "");
+                for (String path : paths) sliceLayerLists(c, e, path);
+            }
         }
         DType dominant = cfg.outDtype() != null ? cfg.outDtype() : cfg.dtype();
         if (dominant == null) {
@@ -235,12 +241,12 @@ public final class OutputFiles {
      * from (in its own model's config), and lists of layer indices are renumbered. A list whose
      * name says it is about layers but that fits neither shape is refused by name.
      */
-    private static void sliceLayerLists(ObjectNode root, StackEdit e) {
-        JsonNode target = e.configPath().isEmpty() ? root : ModelLayout.at(root, e.configPath());
+    private static void sliceLayerLists(ObjectNode root, StackEdit e, String path) {
+        JsonNode target = path.isEmpty() ? root : ModelLayout.at(root, path);
         if (!(target instanceof ObjectNode obj)) return;
         List<String> keys = new ArrayList<>();
         obj.fieldNames().forEachRemaining(keys::add);
-        String where = e.configPath().isEmpty() ? "" : e.configPath() + ".";
+        String where = path.isEmpty() ? "" : path + ".";
         for (String key : keys) {
             JsonNode v = obj.get(key);
             if (!v.isArray()) {
@@ -255,7 +261,7 @@ public final class OutputFiles {
                 ArrayNode out = Json.MAPPER.createArrayNode();
                 for (int i = 0; i < e.origins().size(); i++) {
                     Origin o = e.origins().get(i);
-                    JsonNode list = listOf(o, e, key);
+                    JsonNode list = listOf(o, path, key);
                     if (list == null || !list.isArray()) {
                         throw new ConfigException("", "config.json of " + o.model() + " has no " + where + key + " to take layer " + o.layer() + "'s entry from");
                     }
@@ -265,7 +271,7 @@ public final class OutputFiles {
             } else if (perLayer) {
                 ArrayNode out = Json.MAPPER.createArrayNode();
                 for (Origin o : e.origins()) {
-                    JsonNode list = listOf(o, e, key);
+                    JsonNode list = listOf(o, path, key);
                     if (list == null || !list.isArray() || list.size() != o.modelLayers()) {
                         throw new ConfigException("", "config.json " + where + key + " of " + o.model() + " does not have one entry per layer ("
                                 + o.modelLayers() + "); cannot give output layers their entries");
@@ -299,9 +305,9 @@ public final class OutputFiles {
         }
     }
 
-    private static JsonNode listOf(Origin o, StackEdit e, String key) {
+    private static JsonNode listOf(Origin o, String path, String key) {
         if (o.config() == null) return null;
-        JsonNode t = e.configPath().isEmpty() ? o.config() : ModelLayout.at(o.config(), e.configPath());
+        JsonNode t = path.isEmpty() ? o.config() : ModelLayout.at(o.config(), path);
         return t == null ? null : t.get(key);
     }
 

@@ -216,6 +216,22 @@ class FamilyPlanTest {
     }
 
     @Test
+    void aCountRepeatedAtTheRootIsSlicedThereToo() throws Exception {
+        Path m = dir.resolve("vlm-root");
+        Families.write(m, "gemma3-vlm", 4);
+        String types = "[\"sliding_attention\", \"sliding_attention\", \"sliding_attention\", \"sliding_attention\", \"sliding_attention\", \"full_attention\"]";
+        Files.writeString(m.resolve("config.json"), Files.readString(m.resolve("config.json"))
+                .replace("\"boi_token_index\"", "\"layer_types\": " + types + ",\n  \"num_hidden_layers\": 6,\n  \"boi_token_index\""));
+        JsonNode cfg = Json.MAPPER.readTree(configOf(Families.plan(dir, "merge_method: passthrough\nslices:\n"
+                + "  - sources:\n    - {model: vlm-root, layer_range: [4, 6]}\n")));
+        assertEquals(2, cfg.get("num_hidden_layers").asInt());
+        assertEquals(2, cfg.get("text_config").get("num_hidden_layers").asInt());
+        assertEquals("[\"sliding_attention\",\"full_attention\"]", cfg.get("layer_types").toString());
+        assertEquals("[\"sliding_attention\",\"full_attention\"]", cfg.get("text_config").get("layer_types").toString());
+        assertEquals(2, cfg.get("vision_config").get("num_hidden_layers").asInt());
+    }
+
+    @Test
     void listsOfLayerIndicesAreRenumbered() throws Exception {
         // mlp_only_layers: [1] (layer 1 is dense). Output from a1, a2, b0, b1: dense at 0 and 3.
         MergePlan plan = Families.plan(dir, "merge_method: passthrough\nslices:\n  - sources:\n    - {model: qwen3-moe/a, layer_range: [1, 3]}\n"
