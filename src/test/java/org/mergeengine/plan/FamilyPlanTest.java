@@ -103,6 +103,18 @@ class FamilyPlanTest {
         }
     }
 
+    @ParameterizedTest
+    @MethodSource("decoders")
+    void aGradientRunsOverTheLanguageModelsLayers(String family) {
+        MergePlan plan = Families.plan(dir, "merge_method: slerp\nbase_model: " + family + "/a\nmodels:\n  - model: " + family + "/a\n  - model: "
+                + family + "/b\nparameters: {t: [0, 1]}\n");
+        String prefix = mainPrefix(family);
+        assertEquals(ramp(layers(family)), new ArrayList<>(tByStack(plan, Set.of(prefix)).get(prefix).values()));
+        for (PlannedTensor t : plan.tensors()) {
+            if (!t.name().matches(".*\\.\\d+\\..*")) assertEquals(0.0, t.context().global("t"), t.name() + " lies outside the stacks");
+        }
+    }
+
     @Test
     void eachStackOfAnEncoderDecoderGetsItsOwnGradient() {
         MergePlan plan = Families.plan(dir, "merge_method: slerp\nbase_model: t5/a\nmodels:\n  - model: t5/a\n  - model: t5/b\nparameters: {t: [0, 1]}\n");
