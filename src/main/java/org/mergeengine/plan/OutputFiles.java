@@ -23,8 +23,9 @@ import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.methods.MergeMethod;
 
 /**
- * Every file of the output folder besides the weights and their index: config.json (the donor's,
- * with the keys the merge changes), the tokenizer and chat template, and the model card. Composed
+ * Every file of the output folder besides the weights and their index: config.json (the donor's
+ * text, with only the keys the merge changes rewritten), the files that travel with the model
+ * (processor configs, remote code), the tokenizer and chat template, and the model card. Composed
  * at planning time from the inputs' files, so that the engine only writes bytes it is handed.
  */
 public final class OutputFiles {
@@ -192,7 +193,7 @@ public final class OutputFiles {
             // transformers 5 writes "dtype", earlier versions "torch_dtype": set the one the donor has.
             boolean any = false;
             for (String k : List.of("dtype", "torch_dtype")) {
-                if (c.has(k) && !c.get(k).isNull() && !c.get(k).asText().equals(dominant.torchName())) c.put(k, dominant.torchName());
+                if (c.has(k) && !c.get(k).isNull()) c.put(k, dominant.torchName());
                 any |= c.has(k);
             }
             if (!any) c.put("torch_dtype", dominant.torchName());
