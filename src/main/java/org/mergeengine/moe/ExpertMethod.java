@@ -4,6 +4,7 @@ import java.util.List;
 import org.mergeengine.formats.DType;
 import org.mergeengine.methods.Chunk;
 import org.mergeengine.methods.KernelContext;
+import org.mergeengine.methods.KernelTraits;
 import org.mergeengine.methods.MergeMethod;
 import org.mergeengine.methods.ParamSpec;
 import org.mergeengine.methods.TensorKernel;
@@ -41,17 +42,19 @@ public final class ExpertMethod implements MergeMethod {
     @Override public BaseUse baseUse() { return BaseUse.NONE; }
     @Override public ResultDType resultDType() { return ResultDType.SOURCE; }
 
+    private boolean changes() {
+        return pieces.stream().anyMatch(Piece::changes);
+    }
+
+    @Override
+    public KernelTraits traits(KernelContext ctx) {
+        if (changes()) return KernelTraits.streamed(); // the noise of an element depends on its position
+        return pieces.size() == 1 ? KernelTraits.copyOf(0) : KernelTraits.perElement();
+    }
+
     @Override
     public TensorKernel kernel(KernelContext ctx) {
-        boolean changes = pieces.stream().anyMatch(Piece::changes);
-        if (!changes) {
-            boolean single = pieces.size() == 1;
-            return new TensorKernel() {
-                @Override public void compute(Chunk c, float[] out) { System.arraycopy(c.in[0], c.offset, out, 0, c.length); }
-                @Override public boolean elementwise() { return true; }
-                @Override public boolean isIdentity() { return single; }
-            };
-        }
+        if (!changes()) return (c, out) -> System.arraycopy(c.in[0], c.offset, out, 0, c.length);
         return new NoiseKernel(pieces);
     }
 
@@ -100,7 +103,8 @@ public final class ExpertMethod implements MergeMethod {
             @Override public List<ParamSpec> parameters() { return List.of(); }
             @Override public BaseUse baseUse() { return BaseUse.REQUIRED; }
             @Override public ResultDType resultDType() { return ResultDType.BASE; }
-            @Override public TensorKernel kernel(KernelContext ctx) { throw new UnsupportedOperationException(); }
+            @Override public KernelTraits traits(KernelContext ctx) { throw new UnsupportedOperationException("the card's method runs no tensor"); }
+            @Override public TensorKernel kernel(KernelContext ctx) { throw new UnsupportedOperationException("the card's method runs no tensor"); }
             @Override public String description() {
                 return "a mixture of experts as mergekit-moe builds it: attention, norms and embeddings from the base, each expert's MLP as one expert, "
                         + "routers from the gate mode";

@@ -22,6 +22,7 @@ import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.formats.TensorFile;
 import org.mergeengine.plan.MergePlan;
 import org.mergeengine.plan.ModelResolver;
+import org.mergeengine.tensor.Convert;
 import org.mergeengine.tokenize.PromptTokenizer;
 
 /**
@@ -170,9 +171,9 @@ public final class MoeBuild {
                     int h = rows[0].length;
                     float[] v = new float[(to - from) * h];
                     for (int n = from; n < to; n++) System.arraycopy(rows[n], 0, v, (n - from) * h, h);
-                    data.add(SafetensorsWriter.TensorData.ofFloats(t.name(), g.dtype(), new long[] {to - from, h}, v));
+                    data.add(Convert.tensorData(t.name(), g.dtype(), new long[] {to - from, h}, v));
                 }
-                case ZERO_BIAS -> data.add(SafetensorsWriter.TensorData.ofFloats(t.name(), l.outDType() != null ? l.outDType() : DType.F32,
+                case ZERO_BIAS -> data.add(Convert.tensorData(t.name(), l.outDType() != null ? l.outDType() : DType.F32,
                         new long[] {t.length()}, new float[(int) t.length()]));
                 default -> { }
             }

@@ -18,7 +18,9 @@ import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.ShardLayout;
 import org.mergeengine.formats.TensorInfo;
 import org.mergeengine.methods.KernelContext;
+import org.mergeengine.methods.MergeMethod;
 import org.mergeengine.plan.MergePlan;
+import org.mergeengine.plan.OutputFiles;
 import org.mergeengine.plan.PermutedRows;
 import org.mergeengine.plan.PlannedTensor;
 
@@ -96,38 +98,39 @@ public final class MoePlanner {
         List<MergeConfig.ModelEntry> entriesCfg = new ArrayList<>();
         for (MoeConfig.Expert x : all) entriesCfg.add(new MergeConfig.ModelEntry(x.sourceModel(), MergeConfig.Params.empty(x.yamlPath()), x.yamlPath()));
         MergeConfig card = new MergeConfig("moe", cfg.baseModel(), entriesCfg, null, MergeConfig.Params.empty("parameters"), cfg.dtype(), null, null,
-                null, null, cfg.sourceText());
-        return new MergePlan(card, ExpertMethod.card(), List.copyOf(planned), shards, outCfg, in.base(), models,
-                in.base().config().path("num_hidden_layers").asInt(), List.copyOf(in.warnings()), extraFiles(in), true);
+                null, null, cfg.sourceText(), Map.of());
+        MergeMethod method = ExpertMethod.card();
+        OutputFiles files = OutputFiles.of(card, method, outCfg, tokenizerFiles(in), moeConfigFile(in));
+        return new MergePlan(card, method, List.copyOf(planned), shards, files, in.base(), models,
+                in.base().config().path("num_hidden_layers").asInt(), List.copyOf(in.warnings()), Map.of(), List.of());
     }
 
-    /** The base's tokenizer files (with --copy-tokenizer) and mergekit_moe_config.yml (with --write-model-card). */
-    private static Map<String, byte[]> extraFiles(Inputs in) {
+    /** The base's tokenizer files (written with --copy-tokenizer); mergekit-moe copies no generation config. */
+    private static Map<String, byte[]> tokenizerFiles(Inputs in) {
         Map<String, byte[]> files = new LinkedHashMap<>();
         ModelFolder b = in.base();
-        if (in.copyTokenizer()) {
-            try {
-                for (String f : ModelFolder.TOKENIZER_FILES) {
-                    Path p = b.tokenizerDir().resolve(f);
-                    if (!Files.isRegularFile(p) && f.equals("generation_config.json")) continue; // mergekit-moe copies no generation config
-                    if (Files.isRegularFile(p)) files.put(f, Files.readAllBytes(p));
-                }
-            } catch (IOException e) {
-                throw new ConfigException("base_model", "cannot read the tokenizer files of " + b.tokenizerDir() + ": " + e.getMessage());
+        try {
+            for (String f : ModelFolder.TOKENIZER_FILES) {
+                Path p = b.tokenizerDir().resolve(f);
+                if (!f.equals("generation_config.json") && Files.isRegularFile(p)) files.put(f, Files.readAllBytes(p));
             }
-            files.remove("generation_config.json");
-        }
-        if (in.writeModelCard() && in.config().sourceText() != null) {
-            files.put("mergekit_moe_config.yml", in.config().sourceText().getBytes(StandardCharsets.UTF_8));
+        } catch (IOException e) {
+            throw new ConfigException("base_model", "cannot read the tokenizer files of " + b.tokenizerDir() + ": " + e.getMessage());
         }
         return files;
+    }
+
+    /** mergekit_moe_config.yml, the config as written (with --write-model-card). */
+    private static Map<String, byte[]> moeConfigFile(Inputs in) {
+        if (!in.writeModelCard() || in.config().sourceText() == null) return Map.of();
+        return Map.of("mergekit_moe_config.yml", in.config().sourceText().getBytes(StandardCharsets.UTF_8));
     }
 
     private static PlannedTensor copy(String name, String label, ModelFolder.Located l, DType out, long seed) {
         long[] shape = l.info().shape();
         DType dt = out != null ? out : l.info().dtype();
         ExpertMethod m = new ExpertMethod(List.of(new ExpertMethod.Piece(l.info().numel(), l.info().dtype(), null, Double.NaN, Double.NaN)));
-        KernelContext ctx = new KernelContext(m.name(), name, shape, List.of(label), -1, Map.of(), Map.of(), seed, false);
+        KernelContext ctx = new KernelContext(m.name(), name, shape, List.of(label), -1, Map.of(), Map.of(), seed);
         return new PlannedTensor(name, shape, dt, List.of(new PlannedTensor.Input(label, l, shape, null)), m, ctx);
     }
 
@@ -179,7 +182,7 @@ public final class MoePlanner {
             PermutedRows rows = new PermutedRows(totalRows, cols, List.copyOf(srcs), map[0], map[1], (int) totalRows);
             input = new PlannedTensor.Input(labels.get(0), srcs.get(0), new long[] {totalRows, cols}, null, rows);
         }
-        KernelContext ctx = new KernelContext(m.name(), t.name(), shape, List.copyOf(labels), -1, Map.of(), Map.of(), in.seed(), false);
+        KernelContext ctx = new KernelContext(m.name(), t.name(), shape, List.copyOf(labels), -1, Map.of(), Map.of(), in.seed());
         return new PlannedTensor(t.name(), shape, dt, List.of(input), m, ctx);
     }
 

@@ -46,6 +46,15 @@ public final class OutputFiles {
         this.tokenizerBuilt = tokenizerBuilt;
     }
 
+    /**
+     * Output files composed elsewhere (moe): {@code config} as config.json, the tokenizer files
+     * (written with --copy-tokenizer), and files written whatever the options.
+     */
+    public static OutputFiles of(MergeConfig cfg, MergeMethod method, ObjectNode config, Map<String, byte[]> tokenizerFiles,
+                                 Map<String, byte[]> always) {
+        return new OutputFiles(cfg, method, config, tokenizerFiles, false, always);
+    }
+
     /** Where an output layer comes from: a model (its config) and its layer in that model's stack of {@code modelLayers}. */
     record Origin(String model, ObjectNode config, int layer, int modelLayers) {}
 

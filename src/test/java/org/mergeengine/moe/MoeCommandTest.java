@@ -325,8 +325,8 @@ class MoeCommandTest {
             for (int k = 0; k < la[l].length; k++) la[l][k] = (float) rnd.nextGaussian();
             for (int k = 0; k < lb[l].length; k++) lb[l][k] = (float) rnd.nextGaussian();
             String m = "base_model.model.model.layers." + l + ".mlp.up_proj";
-            t.add(SafetensorsWriter.TensorData.ofFloats(m + ".lora_A.weight", DType.F32, new long[] {2, H}, la[l]));
-            t.add(SafetensorsWriter.TensorData.ofFloats(m + ".lora_B.weight", DType.F32, new long[] {I, 2}, lb[l]));
+            t.add(Convert.tensorData(m + ".lora_A.weight", DType.F32, new long[] {2, H}, la[l]));
+            t.add(Convert.tensorData(m + ".lora_B.weight", DType.F32, new long[] {I, 2}, lb[l]));
         }
         SafetensorsWriter.writeFile(a.resolve("adapter_model.safetensors"), t);
         TestSupport.Result r = moe("base_model: " + dir.resolve("base") + "\ngate_mode: random\nexperts:\n"
@@ -389,7 +389,7 @@ class MoeCommandTest {
         List<SafetensorsWriter.TensorData> kept = new ArrayList<>();
         for (String n : m.tensors().keySet()) {
             if (n.equals("model.layers.1.mlp.up_proj.weight")) continue;
-            kept.add(SafetensorsWriter.TensorData.ofFloats(n, DType.F32, m.tensor(n).info().shape(), TestSupport.floats(m, n)));
+            kept.add(Convert.tensorData(n, DType.F32, m.tensor(n).info().shape(), TestSupport.floats(m, n)));
         }
         m.close();
         SafetensorsWriter.writeFile(cut.resolve("model.safetensors"), kept);

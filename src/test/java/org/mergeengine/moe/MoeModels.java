@@ -59,7 +59,7 @@ final class MoeModels {
             boolean norm = e.getKey().contains("norm");
             for (int i = 0; i < v.length; i++) v[i] = Convert.roundTo(dt, norm ? 1f + (float) rnd.nextGaussian() * 0.05f : (float) rnd.nextGaussian() * 0.2f);
             values.put(e.getKey(), v);
-            data.add(SafetensorsWriter.TensorData.ofFloats(e.getKey(), dt, e.getValue(), v));
+            data.add(Convert.tensorData(e.getKey(), dt, e.getValue(), v));
         }
         SafetensorsWriter.writeFile(dir.resolve("model.safetensors"), data);
         ObjectNode c = Json.MAPPER.createObjectNode();
