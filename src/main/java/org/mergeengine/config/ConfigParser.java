@@ -189,7 +189,7 @@ public final class ConfigParser {
         Integer pad = null;
         JsonNode p = block.get("pad_to_multiple_of");
         if (p != null && !p.isNull()) {
-            if (!p.isIntegralNumber() || p.asInt() <= 0) throw new ConfigException("tokenizer.pad_to_multiple_of", "must be a positive integer");
+            if (!p.isIntegralNumber() || exactInt(p, "tokenizer.pad_to_multiple_of") <= 0) throw new ConfigException("tokenizer.pad_to_multiple_of", "must be a positive integer");
             pad = p.asInt();
         }
         Map<String, MergeConfig.TokenSpec> tokens = new LinkedHashMap<>();
@@ -230,7 +230,7 @@ public final class ConfigParser {
                 boolean hasId = src.hasNonNull("token_id"), hasTok = src.hasNonNull("token");
                 if (hasId == hasTok) throw new ConfigException(p + ".source", "model_token needs exactly one of token_id and token");
                 if (hasId && !src.get("token_id").isIntegralNumber()) throw new ConfigException(p + ".source.token_id", "must be an integer");
-                return new MergeConfig.TokenSpec("model_token", m, hasId ? src.get("token_id").asInt() : null,
+                return new MergeConfig.TokenSpec("model_token", m, hasId ? exactInt(src.get("token_id"), p + ".source.token_id") : null,
                         hasTok ? src.get("token").asText() : null, force, p);
             }
             default:
@@ -243,9 +243,15 @@ public final class ConfigParser {
         if (!n.isArray() || n.size() != 2 || !n.get(0).isIntegralNumber() || !n.get(1).isIntegralNumber()) {
             throw new ConfigException(p, "must be [start, end]: two integers, end exclusive");
         }
-        int a = n.get(0).asInt(), b = n.get(1).asInt();
+        int a = exactInt(n.get(0), p), b = exactInt(n.get(1), p);
         if (a < 0 || b <= a) throw new ConfigException(p, "[" + a + ", " + b + "] is not a valid range: need 0 <= start < end");
         return new int[] {a, b};
+    }
+
+    /** An integer as written: one too large for the engine is refused with its own digits, never wrapped around. */
+    static int exactInt(JsonNode n, String p) {
+        if (!n.canConvertToInt()) throw new ConfigException(p, n.asText() + " is out of range (integers here are at most " + Integer.MAX_VALUE + ")");
+        return n.asInt();
     }
 
     private static DType dtype(JsonNode n, String p) {

@@ -49,8 +49,8 @@ public final class LoraAdapter implements AutoCloseable {
         String type = cfg.path("peft_type").asText("LORA");
         if (!type.equalsIgnoreCase("LORA")) throw new FormatException(cfgFile + ": peft_type " + type + " is not supported (only LORA)");
         if (cfg.path("use_dora").asBoolean(false)) throw new FormatException(cfgFile + ": DoRA adapters (use_dora: true) are not supported");
-        if (!cfg.has("r") || !cfg.get("r").isIntegralNumber() || cfg.get("r").asInt() <= 0) {
-            throw new FormatException(cfgFile + ": \"r\" must be a positive integer");
+        if (!cfg.has("r") || !cfg.get("r").isIntegralNumber() || !cfg.get("r").canConvertToInt() || cfg.get("r").asInt() <= 0) {
+            throw new FormatException(cfgFile + ": \"r\" must be a positive integer" + (cfg.has("r") ? ", found " + cfg.get("r").asText() : ""));
         }
         int r = cfg.get("r").asInt();
         double alpha = cfg.has("lora_alpha") ? cfg.get("lora_alpha").asDouble() : r;

@@ -70,6 +70,7 @@ public final class ModelLayout {
             for (String k : LAYER_KEYS) {
                 JsonNode v = at(cfg, k);
                 if (v != null && v.isIntegralNumber()) {
+                    if (!v.canConvertToInt()) throw new FormatException(folder.dir() + ": config.json says " + k + " = " + v.asText() + ", more layers than can exist");
                     configured = v.asInt();
                     key = k;
                     break;

@@ -160,7 +160,7 @@ public final class TokenizerMerge {
 
     /** The vocabulary size of a model: config.json's vocab_size, else its embedding's rows. */
     static int vocabSize(ModelFolder m) {
-        if (m.config() != null && m.config().path("vocab_size").isIntegralNumber()) return m.config().get("vocab_size").asInt();
+        if (m.config() != null && m.config().path("vocab_size").isIntegralNumber() && m.config().get("vocab_size").canConvertToInt()) return m.config().get("vocab_size").asInt();
         for (Map.Entry<String, ModelFolder.Located> e : m.tensors().entrySet()) {
             if (ModelLayout.isInputEmbedding(e.getKey()) && e.getValue().info().rank() == 2) return (int) e.getValue().info().shape()[0];
         }
