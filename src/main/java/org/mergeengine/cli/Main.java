@@ -272,12 +272,7 @@ public final class Main implements Callable<Integer> {
     /** Joins the cluster as a node, coordinates the merge from here and leaves when it is done. */
     private int clusterRun(HubSettings hub, long shard, long budget) {
         if (dryRun) throw MergeException.user("--dry-run plans locally; run it without --cluster");
-        String text;
-        try {
-            text = java.nio.file.Files.readString(config);
-        } catch (java.io.IOException e) {
-            throw MergeException.user(config + ": cannot read the config (" + e.getMessage() + ")");
-        }
+        String text = ConfigParser.readText(config);
         Path outDir = (out != null ? out : Path.of("merged", stem(config))).toAbsolutePath();
         int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
         java.util.List<org.mergeengine.engine.Device> devices = new java.util.ArrayList<>();
