@@ -10,8 +10,13 @@ import java.nio.file.Path;
 import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermission;
 import java.security.MessageDigest;
 import java.time.Instant;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.EnumSet;
 import java.util.HexFormat;
 import java.util.LinkedHashSet;
 import java.util.Set;
@@ -100,7 +105,10 @@ public final class OutputFolder {
         if (index != null) Json.write(tmp.resolve("model.safetensors.index.json"), index);
         Json.write(tmp.resolve("config.json"), plan.outputConfig());
         if (opts.copyTokenizer() || plan.tokenizerBuilt()) {
-            for (java.util.Map.Entry<String, byte[]> f : plan.tokenizerFiles().entrySet()) Files.write(tmp.resolve(f.getKey()), f.getValue());
+            for (java.util.Map.Entry<String, byte[]> f : plan.tokenizerFiles().entrySet()) {
+                Files.write(tmp.resolve(f.getKey()), f.getValue());
+                keepPermissions(tmp.resolve(f.getKey()), f.getKey(), f.getValue(), plan.models().values());
+            }
         }
         String configText = plan.config().sourceText();
         if (opts.writeModelCard()) {
@@ -117,6 +125,27 @@ public final class OutputFolder {
         marker.put("completed", Instant.now().toString());
         Json.write(tmp.resolve(MARKER), marker);
         moveIntoPlace(tmp, out);
+    }
+
+    /**
+     * A file copied unchanged from an input folder gets no wider permissions than its source there:
+     * a file only its owner may read stays so in the output (which users share and upload).
+     */
+    static void keepPermissions(Path written, String name, byte[] bytes, Collection<ModelFolder> models) throws IOException {
+        if (Files.getFileAttributeView(written, PosixFileAttributeView.class) == null) return;
+        Set<PosixFilePermission> perms = EnumSet.copyOf(Files.getPosixFilePermissions(written));
+        boolean narrowed = false;
+        for (ModelFolder m : models) {
+            for (Path src : new Path[] {m.resolveTokenizerFile(name), m.resolveInside(name)}) {
+                if (src == null || !Files.isRegularFile(src) || Files.size(src) != bytes.length || !Arrays.equals(Files.readAllBytes(src), bytes)) continue;
+                if (Files.getFileAttributeView(src, PosixFileAttributeView.class) == null) continue;
+                narrowed |= perms.retainAll(Files.getPosixFilePermissions(src));
+            }
+        }
+        if (!narrowed) return;
+        perms.add(PosixFilePermission.OWNER_READ); // the owner keeps what it needs to replace the folder later
+        perms.add(PosixFilePermission.OWNER_WRITE);
+        Files.setPosixFilePermissions(written, perms);
     }
 
     static void moveIntoPlace(Path tmp, Path out) throws IOException {

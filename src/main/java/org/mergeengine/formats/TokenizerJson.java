@@ -54,12 +54,14 @@ public final class TokenizerJson {
         return v.asInt();
     }
 
-    public static TokenizerJson read(Path dir) {
-        Path f = dir.resolve("tokenizer.json");
-        if (!Files.isRegularFile(f)) {
+    /** The tokenizer.json of a model (its adapter's when the adapter ships one), read only if it resolves inside its folder. */
+    public static TokenizerJson read(ModelFolder model) {
+        Path dir = model.tokenizerDir();
+        Path real = model.resolveTokenizerFile("tokenizer.json");
+        if (real == null || !Files.isRegularFile(real)) {
             throw new FormatException(dir + ": has no tokenizer.json; merging vocabularies needs each model's fast tokenizer file");
         }
-        return new TokenizerJson(f, Json.readObject(f));
+        return new TokenizerJson(dir.resolve("tokenizer.json"), Json.readObject(real));
     }
 
     public Path file() { return file; }

@@ -136,14 +136,10 @@ public final class Planner {
     private Map<String, byte[]> tokenizerFiles(ModelFolder donor) {
         Map<String, byte[]> files = new LinkedHashMap<>();
         ModelFolder from = tokenizer != null ? tokenizer.donor() : donor;
-        try {
-            for (String f : ModelFolder.TOKENIZER_FILES) {
-                java.nio.file.Path p = from.tokenizerDir().resolve(f);
-                if (!java.nio.file.Files.isRegularFile(p) && f.equals("generation_config.json")) p = from.dir().resolve(f);
-                if (java.nio.file.Files.isRegularFile(p)) files.put(f, java.nio.file.Files.readAllBytes(p));
-            }
-        } catch (java.io.IOException e) {
-            throw new ConfigException("", "cannot read the tokenizer files of " + from.tokenizerDir() + ": " + e.getMessage());
+        for (String f : ModelFolder.TOKENIZER_FILES) {
+            byte[] b = from.readTokenizerFile(f);
+            if (b == null && f.equals("generation_config.json")) b = ModelFolder.readInside(from.dir(), f, from.root());
+            if (b != null) files.put(f, b);
         }
         if (tokenizer != null) {
             files.remove("tokenizer.model"); // the merged vocabulary lives in tokenizer.json alone
