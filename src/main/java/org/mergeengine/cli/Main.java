@@ -330,6 +330,9 @@ public final class Main implements Callable<Integer> {
                 + (largest == null ? 0 : Math.min(largestBytes, (long) opts.chunkElements() * 4 * (2L * largest.inputs().size() + 2) * 3)))
                 + " (budget in flight plus the largest task)");
         stdout.println("output folder:   " + outDir);
+        for (Path stale : OutputFolder.staleTemporaries(outDir, OutputFolder.tempPath(outDir, OutputFolder.planHash(plan)))) {
+            stdout.println("stale temporary: " + stale + " (left by an interrupted run of another plan; a run into this folder removes it)");
+        }
         if (verbose.length > 0) {
             for (PlannedTensor t : plan.tensors()) {
                 StringBuilder sb = new StringBuilder("  ").append(t.name()).append(' ').append(java.util.Arrays.toString(t.shape()))
