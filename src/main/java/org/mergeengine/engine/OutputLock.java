@@ -7,6 +7,7 @@ import java.nio.channels.FileLock;
 import java.nio.channels.OverlappingFileLockException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.HashMap;
@@ -16,9 +17,8 @@ import org.mergeengine.MergeException;
 /**
  * The lock of an output folder: a file beside it ({@code .<name>.lock}) locked for the whole run,
  * so that two merges never write one folder at once, whether they run in two processes or in one.
- * The holder writes its process id into the file, for the other's message. The file stays when
- * the run ends: removing it would let a run that had just opened it lock a file no longer there,
- * while a third locks its replacement.
+ * The holder writes its process id into the file, for the other's message, and removes the file
+ * before it lets go; a run that locked the file just as it was removed finds it gone and tries again.
  *
  * <p>Locks of this process are also kept in a table, and a folder held here is refused without
  * touching its lock file: the operating system drops all of a process's locks on a file when any
@@ -29,11 +29,13 @@ public final class OutputLock implements AutoCloseable {
     private static final Map<Path, OutputLock> HELD = new HashMap<>(); // guarded by itself
 
     private final Path key;
+    private final Path file;
     private final FileChannel channel;
     private final FileLock lock;
 
-    private OutputLock(Path key, FileChannel channel, FileLock lock) {
+    private OutputLock(Path key, Path file, FileChannel channel, FileLock lock) {
         this.key = key;
+        this.file = file;
         this.channel = channel;
         this.lock = lock;
     }
@@ -48,27 +50,35 @@ public final class OutputLock implements AutoCloseable {
         Path o = OutputFolder.normalize(out);
         Path f = fileFor(o);
         synchronized (HELD) {
-            FileChannel ch = null;
-            try {
-                Files.createDirectories(f.getParent());
-                Path key = f.getParent().toRealPath().resolve(f.getFileName());
-                if (HELD.containsKey(key)) throw busy(o, f, ProcessHandle.current().pid() + ", this one");
-                ch = FileChannel.open(f, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
-                FileLock l = tryLock(ch);
-                if (l == null) throw busy(o, f, holder(f));
-                ch.truncate(0);
-                ch.write(ByteBuffer.wrap((ProcessHandle.current().pid() + "\n").getBytes(StandardCharsets.US_ASCII)), 0);
-                ch.force(false);
-                OutputLock held = new OutputLock(key, ch, l);
-                HELD.put(key, held);
-                return held;
-            } catch (IOException e) {
-                close(ch);
-                throw MergeException.user("cannot lock the output folder " + o + " (" + f + ": " + e.getMessage() + ")");
-            } catch (RuntimeException e) {
-                close(ch);
-                throw e;
+            for (int attempt = 0; attempt < 16; attempt++) {
+                FileChannel ch = null;
+                try {
+                    Files.createDirectories(f.getParent());
+                    Path key = f.getParent().toRealPath().resolve(f.getFileName());
+                    if (HELD.containsKey(key)) throw busy(o, f, ProcessHandle.current().pid() + ", this one");
+                    ch = FileChannel.open(f, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
+                    FileLock l = tryLock(ch);
+                    if (l == null) throw busy(o, f, holder(f));
+                    if (!Files.exists(f, LinkOption.NOFOLLOW_LINKS)) { // its last holder removed it after we opened it
+                        l.release();
+                        close(ch);
+                        continue;
+                    }
+                    ch.truncate(0);
+                    ch.write(ByteBuffer.wrap((ProcessHandle.current().pid() + "\n").getBytes(StandardCharsets.US_ASCII)), 0);
+                    ch.force(false);
+                    OutputLock held = new OutputLock(key, f, ch, l);
+                    HELD.put(key, held);
+                    return held;
+                } catch (IOException e) {
+                    close(ch);
+                    throw MergeException.user("cannot lock the output folder " + o + " (" + f + ": " + e.getMessage() + ")");
+                } catch (RuntimeException e) {
+                    close(ch);
+                    throw e;
+                }
             }
+            throw busy(o, f, null);
         }
     }
 
@@ -121,7 +131,10 @@ public final class OutputLock implements AutoCloseable {
         synchronized (HELD) {
             HELD.remove(key, this);
             try {
-                if (lock.isValid()) lock.release();
+                if (lock.isValid()) {
+                    Files.deleteIfExists(file); // while still locked: nobody else can have locked this file
+                    lock.release();
+                }
             } catch (IOException ignored) {
                 // closing the channel releases it anyway
             }
