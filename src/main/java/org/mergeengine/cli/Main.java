@@ -50,6 +50,9 @@ public final class Main implements Callable<Integer> {
     @Option(names = "--allow-crimes", description = "allow merging models of different architectures")
     boolean allowCrimes;
 
+    @Option(names = "--fail-on-nonfinite", description = "stop with an error when an input tensor holds NaN or infinite values (default: a warning naming the model and tensor)")
+    boolean failOnNonFinite;
+
     @Option(names = "--max-memory", paramLabel = "SIZE", description = "budget for tensor data in flight (default: half the JVM heap)")
     String maxMemory;
 
@@ -214,7 +217,7 @@ public final class Main implements Callable<Integer> {
         Path outDir = out != null ? out : Path.of("merged", stem(config));
         if (!dryRun) OutputFolder.check(outDir);
         int lanes = workers != null ? workers : Runtime.getRuntime().availableProcessors();
-        MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null);
+        MergeOptions opts = new MergeOptions(lanes, budget, chunkElements, copyTokenizer, writeModelCard, null).withFailOnNonFinite(failOnNonFinite);
         if (!dryRun) {
             List<org.mergeengine.engine.Device> devices = devices(lanes);
             if (devices != null) opts = opts.withDevices(devices);

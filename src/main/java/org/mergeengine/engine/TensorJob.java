@@ -256,6 +256,7 @@ final class TensorJob {
                     bytes[i] = b;
                     pooled[i] = true;
                 }
+                NonFinite.seen(src, r[0], bytes[i]);
             }
             return new Raw(r[0], len, bytes, pooled);
         }, io);
