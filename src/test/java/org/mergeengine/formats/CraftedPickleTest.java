@@ -39,7 +39,7 @@ class CraftedPickleTest {
 
     static byte[] textLengthOverflow() {
         TorchSave.Pickle p = new TorchSave.Pickle().op(0x80).op(2).op('X');
-        p.o.writeBytes(ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(0x7ffffff0).array());
+        p.o.writeBytes(ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(0x7ffffffa).array()); // with the position (7) this passes Integer.MAX_VALUE
         return p.op('a').op('b').o.toByteArray();
     }
 
