@@ -21,7 +21,8 @@ import org.slf4j.LoggerFactory;
 /**
  * NaN and infinite values in the inputs, counted as they are read. One NaN spreads through a
  * whole slerp, model_stock or karcher tensor, so a merge says which model and tensor hold them
- * (or, with --fail-on-nonfinite, stops before the output is moved into place). Counts are kept by
+ * (or, with --fail-on-nonfinite, stops before the output is moved into place). Inputs copied byte
+ * for byte are scanned too: the values pass on unchanged, but the output holds them. Counts are kept by
  * input file, tensor and element offset, so a chunk read twice (a method's passes) counts once.
  */
 public final class NonFinite {
@@ -63,6 +64,12 @@ public final class NonFinite {
     static void seen(ModelFolder.Located src, long start, ByteBuffer b) {
         int n = count(src.info().dtype(), b);
         if (n > 0) record(src, start, n);
+    }
+
+    /** As {@link #seen(ModelFolder.Located, long, ByteBuffer)}, passing {@code through} on (for a stream step). */
+    static <T> T seen(ModelFolder.Located src, long start, ByteBuffer b, T through) {
+        seen(src, start, b);
+        return through;
     }
 
     private static void record(ModelFolder.Located src, long start, int n) {

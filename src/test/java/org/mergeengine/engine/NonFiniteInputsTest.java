@@ -59,6 +59,7 @@ class NonFiniteInputsTest {
                 return v;
             });
         }
+        if (method.equals("passthrough")) return Files.writeString(dir.resolve(method + ".yaml"), "merge_method: passthrough\nmodels:\n  - model: " + dir.resolve("bad") + "\n");
         String models = method.equals("slerp")
                 ? "base_model: " + dir.resolve("a") + "\nparameters: {t: 0.5}\nmodels:\n  - model: " + dir.resolve("a") + "\n  - model: " + dir.resolve("bad") + "\n"
                 : "models:\n  - {model: " + dir.resolve("a") + ", parameters: {weight: 0.5}}\n  - {model: " + dir.resolve("bad") + ", parameters: {weight: 0.5}}\n";
@@ -72,7 +73,7 @@ class NonFiniteInputsTest {
         seen.start();
         log.addAppender(seen);
         try {
-            for (String method : List.of("linear", "slerp")) {
+            for (String method : List.of("linear", "slerp", "passthrough")) {
                 seen.list.clear();
                 TestSupport.Result r = TestSupport.cli(config(method).toString(), dir.resolve("out-" + method).toString());
                 assertEquals(0, r.exitCode(), r.stderr());
