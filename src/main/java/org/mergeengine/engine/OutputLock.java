@@ -122,7 +122,7 @@ public final class OutputLock implements AutoCloseable {
     }
 
     private static MergeException busy(Path out, Path lockFile, String pid) {
-        return MergeException.user(out + " is being written by another merge (" + (pid == null ? "another process" : "process " + pid)
+        return MergeException.user(out + " is already being written by another merge (" + (pid == null ? "another process" : "process " + pid)
                 + " holds " + lockFile.getFileName() + "); wait for it to finish, or choose another output folder");
     }
 
