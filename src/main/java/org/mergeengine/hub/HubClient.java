@@ -3,6 +3,7 @@ package org.mergeengine.hub;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
 import java.io.InputStream;
+import java.net.ConnectException;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.net.http.HttpClient;
@@ -51,7 +52,7 @@ public final class HubClient {
         HttpClient c = client;
         if (c == null) {
             synchronized (this) {
-                if (client == null) client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NEVER).connectTimeout(s.timeout()).build();
+                if (client == null) client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NEVER).connectTimeout(s.connectTimeout()).build();
                 c = client;
             }
         }
@@ -262,7 +263,11 @@ public final class HubClient {
             } catch (HttpTimeoutException e) {
                 if (++failures > s.retries()) throw new HubException(repo + ": the hub did not answer in " + s.timeout().toSeconds() + "s (" + req.uri().getHost() + ")");
             } catch (IOException e) {
-                if (++failures > s.retries()) throw new HubException(repo + ": cannot reach " + req.uri().getHost() + " (" + e.getMessage() + "); use --offline to work from the cache", e);
+                // A refused connection or an unknown host does not heal in seconds: one retry, not the full backoff.
+                if (++failures > (e instanceof ConnectException ? 1 : s.retries())) {
+                    throw new HubException(repo + ": cannot reach " + req.uri().getHost() + " (" + (e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName())
+                            + "); use --offline to work from the cache", e);
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new HubException("interrupted");
