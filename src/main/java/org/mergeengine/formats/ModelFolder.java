@@ -83,7 +83,7 @@ public final class ModelFolder implements AutoCloseable {
             resolveInside(dir, f, realRoot);
         }
         Path cfg = dir.resolve("config.json");
-        ObjectNode config = Files.isRegularFile(cfg) ? Json.readObject(cfg) : null;
+        ObjectNode config = Files.isRegularFile(cfg) ? Json.readExactObject(cfg) : null;
         Path index = dir.resolve("model.safetensors.index.json");
         Path single = dir.resolve("model.safetensors");
         List<TensorFile> files = new ArrayList<>();
@@ -240,6 +240,19 @@ public final class ModelFolder implements AutoCloseable {
         if (f.isEmpty() || f.contains("/") || f.contains("\\") || f.equals("..") || f.equals(".") || f.contains("\0")) {
             throw new FormatException(index + ": weight_map." + tensor + " = '" + f + "' is not a plain file name in the model folder");
         }
+    }
+
+    /**
+     * A file that travels with the model (a processor config, remote code), or null when the folder
+     * has none. Only a relative name inside the folder is read, and a file that resolves outside
+     * the model's root is refused as the weights are.
+     */
+    public byte[] companionFile(String name) {
+        if (name.isEmpty() || name.startsWith("/") || name.contains("\\") || name.contains("\0")
+                || List.of(name.split("/")).stream().anyMatch(p -> p.equals("..") || p.equals(".") || p.isEmpty())) {
+            throw new FormatException(dir + ": '" + name + "' is not a file name inside the model folder");
+        }
+        return readInside(dir, name, root);
     }
 
     public Path dir() { return dir; }

@@ -17,6 +17,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.mergeengine.TestSupport;
+import org.mergeengine.tensor.Convert;
 import org.mergeengine.tools.SyntheticModel;
 
 /** Files of a model or adapter folder that resolve outside it are never read, so never copied into an output. */
@@ -107,8 +108,8 @@ class SymlinkedFilesTest {
         c.put("peft_type", "LORA").put("r", 2).put("lora_alpha", 2);
         Json.write(a.resolve("adapter_config.json"), c);
         SafetensorsWriter.writeFile(a.resolve("adapter_model.safetensors"), List.of(
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", DType.F32, new long[] {2, 4}, new float[8]),
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", DType.F32, new long[] {4, 2}, new float[8])));
+                Convert.tensorData("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", DType.F32, new long[] {2, 4}, new float[8]),
+                Convert.tensorData("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", DType.F32, new long[] {4, 2}, new float[8])));
         return a;
     }
 
