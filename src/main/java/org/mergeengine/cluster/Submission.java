@@ -8,6 +8,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.Consumer;
 import org.mergeengine.engine.Progress;
+import org.mergeengine.hub.Urls;
 
 /** A merge submitted to a node: its state (queued, running, done or failed), the latest progress, and the result. */
 public final class Submission {
@@ -64,7 +65,7 @@ public final class Submission {
             move(State.DONE);
             result.complete(p);
         } else {
-            error = ClusterWorker.message(err);
+            error = Urls.redact(ClusterWorker.message(err));
             move(State.FAILED);
             result.completeExceptionally(err);
         }
