@@ -25,13 +25,24 @@ final class ClusterTestSupport {
 
     static final int CHUNK = 65536;
 
+    /** The local cluster's TLS key pair, made once per test JVM (not in the user's cache). */
+    static final Path TLS_DIR = tlsDir();
+
+    private static Path tlsDir() {
+        try {
+            return Files.createTempDirectory("merge-engine-tls").resolve("local");
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
     /** SBR and failure detection tuned down so that a lost node is noticed in seconds. */
     static final com.typesafe.config.Config FAST = ConfigFactory.parseString("""
             pekko.cluster.split-brain-resolver.stable-after = 2s
             pekko.cluster.failure-detector.acceptable-heartbeat-pause = 2s
             pekko.cluster.failure-detector.heartbeat-interval = 500ms
             pekko.coordinated-shutdown.phases.cluster-exiting.timeout = 5s
-            """);
+            """).withFallback(ConfigFactory.parseMap(java.util.Map.of("merge-engine.cluster.tls.local-dir", TLS_DIR.toString())));
 
     static MergeNode node(Path cache, List<String> seeds, Duration perTask, int lanes, String tag) {
         List<Device> l = new ArrayList<>();
