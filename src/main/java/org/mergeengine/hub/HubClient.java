@@ -50,6 +50,8 @@ public final class HubClient {
     static final Set<Integer> RETRY = Set.of(408, 429, 500, 502, 503, 504);
     /** The most a revision's JSON may take (a repository of thousands of files needs a few MB). */
     static final long MAX_JSON = 32L << 20;
+    /** Bytes a broken-off body must have brought for its failure not to count against the retries. */
+    static final long PROGRESS = 1 << 20;
     /** The most of an error page or a HEAD reply that is read. */
     static final long SMALL_BODY = 64 << 10;
     private final HubSettings s;
@@ -216,7 +218,8 @@ public final class HubClient {
                 } catch (HubException e) {
                     throw e;
                 } catch (IOException e) {
-                    if (written[0] > before) failures = 0; // progress resets the count, as huggingface_hub does
+                    // Real progress resets the count, as huggingface_hub does; a byte or two before a stall is not progress.
+                    if (written[0] - before >= PROGRESS) failures = 0;
                     if (++failures > s.retries()) {
                         throw new HubException(what + ": download failed after " + failures + " tries: " + Urls.redact(e.getMessage()), e);
                     }
@@ -239,7 +242,7 @@ public final class HubClient {
                     continue;
                 }
                 if (st != 200 && st != 206) throw new HubException(what + ": HTTP " + st + " from " + m.location().getHost());
-                if (written[0] > before) failures = 0;
+                if (written[0] - before >= PROGRESS || written[0] == m.size()) failures = 0;
                 if (m.size() == 0) break;
                 if (written[0] < m.size()) { // the body ended early: resume
                     if (++failures > s.retries()) break;
@@ -492,7 +495,7 @@ public final class HubClient {
                 if (since > (r == null ? 2 * idle : idle)) {
                     if (r != null) r.cancel();
                     f.cancel(true);
-                    throw new Stalled(Urls.show(req.uri()) + " sent nothing for " + s.timeout().toSeconds() + " s");
+                    throw new Stalled(Urls.show(req.uri()) + " sent nothing for " + seconds(s.timeout()));
                 }
             } catch (ExecutionException e) {
                 Throwable c = e.getCause();
@@ -512,7 +515,7 @@ public final class HubClient {
                 Reply<T> r = exchange(req, sinks);
                 if (!RETRY.contains(r.status()) || ++failures > s.retries()) return r;
             } catch (HttpTimeoutException e) {
-                if (++failures > s.retries()) throw new HubException(repo + ": the hub did not answer in " + s.timeout().toSeconds() + "s (" + req.uri().getHost() + ")");
+                if (++failures > s.retries()) throw new HubException(repo + ": the hub did not answer in " + seconds(s.timeout()) + " (" + req.uri().getHost() + ")");
             } catch (Stalled e) {
                 if (++failures > s.retries()) throw new HubException(repo + ": " + e.getMessage() + ", " + failures + " times; giving up");
             } catch (IOException e) {
@@ -523,6 +526,10 @@ public final class HubClient {
             }
             sleep(failures);
         }
+    }
+
+    static String seconds(java.time.Duration d) {
+        return d.toMillis() % 1000 == 0 ? d.toSeconds() + " s" : d.toMillis() / 1000.0 + " s";
     }
 
     private void sleep(int failures) {

@@ -48,6 +48,6 @@ public record HubSettings(URI endpoint, String token, Path cacheDir, boolean off
     @Override
     public String toString() {
         // never print the token
-        return "HubSettings[endpoint=" + endpoint + ", token=" + (token == null ? "none" : "set") + ", cache=" + cacheDir + ", offline=" + offline + "]";
+        return "HubSettings[endpoint=" + Urls.show(endpoint) + ", token=" + (token == null ? "none" : "set") + ", cache=" + cacheDir + ", offline=" + offline + "]";
     }
 }
