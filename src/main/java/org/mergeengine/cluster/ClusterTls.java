@@ -118,14 +118,15 @@ final class ClusterTls {
 
     /** The local cluster's key pair, made on first use; every process of this user on this machine shares it. */
     static Material local(Path dir) {
-        Path keyStore = dir.resolve("node.p12"), trustStore = dir.resolve("trust.p12"), passFile = dir.resolve("password");
+        // One store serves as both: a trust manager trusts the certificate of each key entry, and every local node has the same key.
+        Path keyStore = dir.resolve("node.p12"), passFile = dir.resolve("password");
         try {
             createPrivateDir(dir);
             try (FileChannel lock = FileChannel.open(dir.resolve(".lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
                  FileLock ignored = lock.lock()) {
-                if (!(Files.exists(keyStore) && Files.exists(trustStore) && Files.exists(passFile))) generate(dir, keyStore, trustStore, passFile);
+                if (!(Files.exists(keyStore) && Files.exists(passFile))) generate(dir, keyStore, passFile);
             }
-            return new Material(keyStore, trustStore, Files.readString(passFile).strip());
+            return new Material(keyStore, keyStore, Files.readString(passFile).strip());
         } catch (IOException e) {
             throw MergeException.user("cannot set up the local cluster's TLS key in " + dir + ": " + e.getMessage());
         }
@@ -143,12 +144,12 @@ final class ClusterTls {
         }
     }
 
-    private static void generate(Path dir, Path keyStore, Path trustStore, Path passFile) throws IOException {
+    private static void generate(Path dir, Path keyStore, Path passFile) throws IOException {
         byte[] r = new byte[24];
         new SecureRandom().nextBytes(r);
         String password = HexFormat.of().formatHex(r);
-        Path pass = dir.resolve("password.tmp"), ks = dir.resolve("node.p12.tmp"), ts = dir.resolve("trust.p12.tmp"), cert = dir.resolve("node.crt");
-        for (Path p : List.of(pass, ks, ts, cert)) Files.deleteIfExists(p);
+        Path pass = dir.resolve("password.tmp"), ks = dir.resolve("node.p12.tmp");
+        for (Path p : List.of(pass, ks)) Files.deleteIfExists(p);
         try {
             Files.createFile(pass, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
         } catch (UnsupportedOperationException e) {
@@ -159,12 +160,7 @@ final class ClusterTls {
         // The password travels in a file, not on the command line where other users' ps would show it.
         keytool("-genkeypair", "-alias", "node", "-keyalg", "EC", "-groupname", "secp256r1", "-validity", "3650",
                 "-dname", "CN=merge-engine local cluster", "-storetype", "PKCS12", "-keystore", ks.toString(), "-storepass:file", pf, "-keypass:file", pf);
-        keytool("-exportcert", "-alias", "node", "-keystore", ks.toString(), "-storetype", "PKCS12", "-storepass:file", pf, "-file", cert.toString());
-        keytool("-importcert", "-noprompt", "-alias", "node", "-file", cert.toString(), "-storetype", "PKCS12", "-keystore", ts.toString(),
-                "-storepass:file", pf);
-        Files.deleteIfExists(cert);
         Files.move(ks, keyStore, StandardCopyOption.REPLACE_EXISTING);
-        Files.move(ts, trustStore, StandardCopyOption.REPLACE_EXISTING);
         Files.move(pass, passFile, StandardCopyOption.REPLACE_EXISTING); // last: its presence says the rest is complete
     }
 
@@ -172,6 +168,7 @@ final class ClusterTls {
         Path exe = Path.of(System.getProperty("java.home"), "bin", System.getProperty("os.name", "").startsWith("Windows") ? "keytool.exe" : "keytool");
         List<String> cmd = new ArrayList<>();
         cmd.add(exe.toString());
+        cmd.addAll(List.of("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC")); // a short run: start fast
         cmd.addAll(List.of(args));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
         p.getOutputStream().close();
