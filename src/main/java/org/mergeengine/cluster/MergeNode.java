@@ -160,6 +160,10 @@ public final class MergeNode implements AutoCloseable, HttpFrontend.Backend {
             queued.clear();
         }
         for (Submission s : dropped) s.complete(null, MergeException.user("not started: " + state));
+        // Their coordinators stopped with the actor system and will not report; the temporary folders stay for a resume.
+        for (Submission s : submissions.values()) {
+            if (s.state() == Submission.State.RUNNING) s.complete(null, MergeException.user("stopped: " + state));
+        }
         for (Runnable r : onRemoved) {
             try {
                 r.run();

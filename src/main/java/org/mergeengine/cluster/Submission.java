@@ -59,7 +59,9 @@ public final class Submission {
         for (Consumer<Progress> l : listeners) l.accept(p);
     }
 
-    void complete(Progress p, Throwable err) {
+    /** The first outcome counts: a merge failed because its node was removed may still hear from its actors. */
+    synchronized void complete(Progress p, Throwable err) {
+        if (state == State.DONE || state == State.FAILED) return;
         if (err == null) {
             if (p != null) progress = p;
             move(State.DONE);

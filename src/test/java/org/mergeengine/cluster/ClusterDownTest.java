@@ -48,8 +48,15 @@ class ClusterDownTest {
 
     @Test
     void aDownedNodeSaysSoRefusesWorkAndTellsItsOwner() throws Exception {
-        MergeNode seed = keep(ClusterTestSupport.node(dir.resolve("c1"), List.of(), Duration.ZERO, 1, "s"));
-        MergeNode victim = keep(ClusterTestSupport.node(dir.resolve("c2"), List.of(seed.address()), Duration.ZERO, 1, "v"));
+        String ties = ClusterTestSupport.writeModels(dir);
+        MergeNode seed = keep(ClusterTestSupport.node(dir.resolve("c1"), List.of(), Duration.ofMillis(500), 1, "s"));
+        MergeNode victim = keep(ClusterTestSupport.node(dir.resolve("c2"), List.of(seed.address()), Duration.ofMillis(500), 1, "v"));
+        Submission running = victim.submit(ClusterTestSupport.request(ties, dir, dir.resolve("merged")));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (running.progress() == null || running.progress().tensorsDone() == 0) {
+            assertTrue(System.nanoTime() < deadline && running.state() != Submission.State.FAILED, () -> "the merge did not start: " + running.error());
+            Thread.sleep(20);
+        }
         CountDownLatch removed = new CountDownLatch(1);
         victim.onRemoved(removed::countDown);
         HttpFrontend http = keep(HttpFrontend.start(victim, "127.0.0.1", 0));
@@ -62,6 +69,10 @@ class ClusterDownTest {
         Cluster.get(seed.system()).manager().tell(new Down(AddressFromURIString.parse(victim.address())));
         assertTrue(removed.await(120, TimeUnit.SECONDS), "the owner was told");
         assertTrue(victim.state().startsWith("down"), victim.state());
+        assertEquals(Submission.State.FAILED, running.state(), "the merge it coordinated is not left running");
+        assertTrue(running.error().contains("removed this node"), running.error());
+        assertTrue(running.result().isCompletedExceptionally());
+        assertFalse(Files.exists(dir.resolve("merged")));
 
         var after = RawHttp.send(http.port(), "GET", "/cluster", auth, null, false);
         assertEquals(503, after.status(), after.body());

@@ -30,7 +30,15 @@ final class ClusterTestSupport {
 
     private static Path tlsDir() {
         try {
-            return Files.createTempDirectory("merge-engine-tls").resolve("local");
+            Path d = Files.createTempDirectory("merge-engine-tls");
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                try (Stream<Path> s = Files.walk(d)) {
+                    s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+                } catch (java.io.IOException ignored) {
+                    // a temporary folder: the system cleans it eventually
+                }
+            }));
+            return d.resolve("local");
         } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);
         }
