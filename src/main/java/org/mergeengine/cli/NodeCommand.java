@@ -1,5 +1,6 @@
 package org.mergeengine.cli;
 
+import com.typesafe.config.ConfigFactory;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -9,7 +10,6 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicInteger;
-import com.typesafe.config.ConfigFactory;
 import org.mergeengine.MergeException;
 import org.mergeengine.cluster.HttpFrontend;
 import org.mergeengine.cluster.MergeNode;

@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.AddressFromURIString;
@@ -133,7 +134,7 @@ public final class MergeNode implements AutoCloseable, HttpFrontend.Backend {
     }
 
     private volatile String state = "up";
-    private final List<Runnable> onRemoved = new java.util.concurrent.CopyOnWriteArrayList<>();
+    private final List<Runnable> onRemoved = new CopyOnWriteArrayList<>();
 
     /** Runs when the cluster removes this node against its will (not when it is closed). */
     public MergeNode onRemoved(Runnable r) {

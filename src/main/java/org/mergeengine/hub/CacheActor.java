@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.stream.Stream;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -115,7 +116,7 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
                     throw new HubException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
                 }
             }, io);
-        } catch (java.util.concurrent.RejectedExecutionException e) {
+        } catch (RejectedExecutionException e) {
             // The service is closing: answer now rather than leave the waiters to their ask timeout.
             f = CompletableFuture.failedFuture(new HubException("the hub cache is shutting down; " + key + " was not fetched"));
         }

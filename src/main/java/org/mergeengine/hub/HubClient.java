@@ -1,6 +1,7 @@
 package org.mergeengine.hub;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.URI;
@@ -16,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HexFormat;
@@ -23,12 +25,14 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Flow;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Function;
 import org.mergeengine.formats.Json;
 
 /**
@@ -368,7 +372,7 @@ public final class HubClient {
         private final long max;
         private final URI source;
         private boolean stop;
-        private final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        private final ByteArrayOutputStream out = new ByteArrayOutputStream();
 
         /** @param source named in the failure when the body is too large (null: the excess is dropped silently, for error bodies) */
         Collect(long max, URI source) {
@@ -474,7 +478,7 @@ public final class HubClient {
     }
 
     /** One exchange: the response, its body read through the sink; gives up when no bytes came for the idle timeout. */
-    <T> Reply<T> exchange(HttpRequest req, java.util.function.Function<HttpResponse.ResponseInfo, Sink<T>> sinks) throws IOException, InterruptedException {
+    <T> Reply<T> exchange(HttpRequest req, Function<HttpResponse.ResponseInfo, Sink<T>> sinks) throws IOException, InterruptedException {
         AtomicReference<Reader<T>> reader = new AtomicReference<>();
         CompletableFuture<HttpResponse<T>> f = http().sendAsync(req, info -> {
             Reader<T> r = new Reader<>(sinks.apply(info));
@@ -499,7 +503,7 @@ public final class HubClient {
                 }
             } catch (ExecutionException e) {
                 Throwable c = e.getCause();
-                while ((c instanceof java.util.concurrent.CompletionException || c instanceof ExecutionException) && c.getCause() != null) c = c.getCause();
+                while ((c instanceof CompletionException || c instanceof ExecutionException) && c.getCause() != null) c = c.getCause();
                 if (c instanceof HubException h) throw h;
                 if (c instanceof IOException io) throw io;
                 if (c instanceof IllegalArgumentException iae) throw new HubException(Urls.show(req.uri()) + ": " + iae.getMessage());
@@ -508,7 +512,7 @@ public final class HubClient {
         }
     }
 
-    private <T> Reply<T> send(HttpRequest req, java.util.function.Function<HttpResponse.ResponseInfo, Sink<T>> sinks, String repo) {
+    private <T> Reply<T> send(HttpRequest req, Function<HttpResponse.ResponseInfo, Sink<T>> sinks, String repo) {
         int failures = 0;
         while (true) {
             try {
@@ -528,7 +532,7 @@ public final class HubClient {
         }
     }
 
-    static String seconds(java.time.Duration d) {
+    static String seconds(Duration d) {
         return d.toMillis() % 1000 == 0 ? d.toSeconds() + " s" : d.toMillis() / 1000.0 + " s";
     }
 

@@ -4,11 +4,15 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import com.typesafe.config.ConfigFactory;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import org.mergeengine.api.MergeService;
 import org.mergeengine.config.ConfigParser;
@@ -33,14 +37,14 @@ final class ClusterTestSupport {
             Path d = Files.createTempDirectory("merge-engine-tls");
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
                 try (Stream<Path> s = Files.walk(d)) {
-                    s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-                } catch (java.io.IOException ignored) {
+                    s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+                } catch (IOException ignored) {
                     // a temporary folder: the system cleans it eventually
                 }
             }));
             return d.resolve("local");
-        } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         }
     }
 
@@ -50,7 +54,7 @@ final class ClusterTestSupport {
             pekko.cluster.failure-detector.acceptable-heartbeat-pause = 2s
             pekko.cluster.failure-detector.heartbeat-interval = 500ms
             pekko.coordinated-shutdown.phases.cluster-exiting.timeout = 5s
-            """).withFallback(ConfigFactory.parseMap(java.util.Map.of("merge-engine.cluster.tls.local-dir", TLS_DIR.toString())));
+            """).withFallback(ConfigFactory.parseMap(Map.of("merge-engine.cluster.tls.local-dir", TLS_DIR.toString())));
 
     static MergeNode node(Path cache, List<String> seeds, Duration perTask, int lanes, String tag) {
         List<Device> l = new ArrayList<>();

@@ -15,6 +15,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -63,7 +65,7 @@ class HttpSecurityTest {
     }
 
     static Map<String, String> with(Map<String, String> a, String k, String v) {
-        Map<String, String> m = new java.util.LinkedHashMap<>(a);
+        Map<String, String> m = new LinkedHashMap<>(a);
         m.put(k, v);
         return m;
     }
@@ -155,7 +157,7 @@ class HttpSecurityTest {
         Map<String, String> h = with(with(auth(), "Content-Type", "application/yaml"), "Content-Length", Long.toString(6L << 20));
         assertJsonError(RawHttp.headersOnly(http.port(), "POST", outQuery("big"), h), 413); // refused on its declared length, unread
         byte[] big = new byte[(int) HttpFrontend.DEFAULT_MAX_BODY + 1];
-        java.util.Arrays.fill(big, (byte) '#');
+        Arrays.fill(big, (byte) '#');
         assertJsonError(RawHttp.send(http.port(), "POST", outQuery("big"), with(auth(), "Content-Type", "application/yaml"), big, true), 413);
         assertEquals(before, node.submissions().size());
     }

@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
@@ -19,6 +20,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 
 /**
@@ -225,7 +227,7 @@ final class FakeHub implements AutoCloseable {
             }
             if (range != null && !ignoreRange) {
                 ex.getResponseHeaders().add("Content-Range", "bytes " + start + "-" + end + "/" + body.length);
-                if (shortRanges) out = java.util.Arrays.copyOf(out, out.length / 2);
+                if (shortRanges) out = Arrays.copyOf(out, out.length / 2);
                 ex.sendResponseHeaders(206, out.length);
             } else {
                 ex.sendResponseHeaders(200, out.length);
@@ -256,7 +258,7 @@ final class FakeHub implements AutoCloseable {
     }
 
     /** Bytes the endless CDN has sent, all requests together. */
-    final java.util.concurrent.atomic.AtomicLong endlessSent = new java.util.concurrent.atomic.AtomicLong();
+    final AtomicLong endlessSent = new AtomicLong();
 
     private void endless(HttpExchange ex, String sha, byte[] body) throws IOException {
         bump("CDN " + sha + " endless");
