@@ -61,7 +61,7 @@ public final class MergeService implements AutoCloseable {
             return f.toCompletableFuture().join().commit();
         } catch (java.util.concurrent.CompletionException e) {
             Throwable c = e.getCause();
-            throw c instanceof RuntimeException re ? re : new org.mergeengine.hub.HubException(String.valueOf(c.getMessage()));
+            throw c instanceof RuntimeException re ? re : new org.mergeengine.hub.HubException(c.getMessage() != null ? c.getMessage() : c.toString(), c);
         }
     }
 

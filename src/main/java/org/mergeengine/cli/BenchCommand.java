@@ -1,12 +1,17 @@
 package org.mergeengine.cli;
 
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.Callable;
 import org.mergeengine.MergeException;
+import org.mergeengine.formats.DType;
+import org.mergeengine.formats.ShardLayout;
 import org.mergeengine.tools.Bench;
+import org.mergeengine.tools.SyntheticModel;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -54,20 +59,32 @@ final class BenchCommand implements Callable<Integer> {
     boolean cds = true;
 
     private final PrintStream out;
+    private final PrintStream err;
 
     BenchCommand(PrintStream out, PrintStream err) {
         this.out = out;
+        this.err = err;
+    }
+
+    /**
+     * The size the synthetic models will have: the one asked for, which the layer count meets
+     * within a tenth; else (below one layer of the smallest shape) the size of the model that is
+     * generated, said on stderr, so that bench.json records what was merged.
+     */
+    static long modelBytes(long requested, PrintStream err) {
+        SyntheticModel.Spec spec = SyntheticModel.Spec.ofSize(requested);
+        long actual = 0;
+        for (ShardLayout.Entry e : spec.tensors(DType.BF16)) actual += e.byteSize();
+        if (Math.abs(actual - requested) <= requested / 10) return requested;
+        err.println(String.format(Locale.ROOT, "note: --size %s: the closest synthetic model (hidden %d, vocab %d, %d layer(s); one layer is the smallest) is %s; using that",
+                Sizes.human(requested), spec.hidden(), spec.vocab(), spec.layers(), Sizes.human(actual)));
+        return actual;
     }
 
     @Override
     public Integer call() throws Exception {
-        long bytes;
-        try {
-            bytes = Sizes.parse(size);
-        } catch (IllegalArgumentException e) {
-            throw MergeException.user(e.getMessage());
-        }
-        if (against != null && !java.nio.file.Files.isRegularFile(against)) throw MergeException.user("--against " + against + ": no such jar");
+        long bytes = modelBytes(MergeFlags.size(size, "--size"), err);
+        if (against != null && !Files.isRegularFile(against)) throw MergeException.user("--against " + against + ": no such jar");
         if (repeat < 1) throw MergeException.user("--repeat must be at least 1");
         List<Integer> w = workers != null ? workers : Runtime.getRuntime().availableProcessors() > 1
                 ? List.of(1, Runtime.getRuntime().availableProcessors()) : List.of(1);

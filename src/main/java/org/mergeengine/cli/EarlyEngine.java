@@ -4,6 +4,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.mergeengine.engine.MergeEngine;
+import org.slf4j.LoggerFactory;
 
 /**
  * The actor system of a plain merge, started the moment the process starts. It takes about half a
@@ -28,7 +29,7 @@ final class EarlyEngine {
         }
         // Logging starts here, on this thread: started by the actor system on its own thread, it
         // would hand this thread stand-in loggers while it initialises, whose level cannot be set.
-        org.slf4j.LoggerFactory.getILoggerFactory();
+        LoggerFactory.getILoggerFactory();
         return new EarlyEngine();
     }
 

@@ -1,23 +1,31 @@
 package org.mergeengine.cli;
 
+import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
+import java.util.stream.Stream;
 import org.mergeengine.MergeException;
 import org.mergeengine.config.ModelRef;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.plan.LocalModelResolver;
 import org.mergeengine.tools.LoraExtractor;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.ParseResult;
+import picocli.CommandLine.Spec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 /** {@code extract-lora --model FT --base BASE [--max-rank R] OUT}: a PEFT adapter from a truncated SVD of FT - BASE. */
-@Command(name = "extract-lora", mixinStandardHelpOptions = true, description = "Extracts a LoRA adapter from a fine-tuned model and its base.")
+@Command(name = "extract-lora", mixinStandardHelpOptions = true, abbreviateSynopsis = true, description = "Extracts a LoRA adapter from a fine-tuned model and its base (mergekit-extract-lora).")
 final class ExtractLoraCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "FT", description = "the fine-tuned model (path, or path+adapter)")
     String model;
@@ -60,8 +68,18 @@ final class ExtractLoraCommand implements Callable<Integer> {
     @Option(names = "--svd", paramLabel = "MODE", description = "auto (default), exact or randomized")
     LoraExtractor.SvdMode svd = LoraExtractor.SvdMode.AUTO;
 
-    @Option(names = {"--workers", "-j"}, paramLabel = "N", description = "parallel decompositions (default: CPU count)")
-    int workers = Runtime.getRuntime().availableProcessors();
+    @Mixin
+    MergeFlags flags = new MergeFlags();
+
+    @Spec
+    CommandSpec spec;
+
+    /** Merge options that shape a merged model's output, which an adapter does not have. */
+    private static final List<String> MERGE_ONLY = List.of("--out-shard-size", "--copy-tokenizer", "--write-model-card", "--allow-crimes",
+            "--max-memory", "--multigpu", "--backend", "--cuda", "--device", "--gpu-rich", "--cache-dir", "--offline", "--mmap");
+
+    /** The files an extraction writes: a folder holding only these (with its config) is an earlier adapter of ours. */
+    static final Set<String> WRITTEN = Set.of("adapter_model.safetensors", "adapter_config.json", "README.md");
 
     private final PrintStream err;
 
@@ -74,8 +92,15 @@ final class ExtractLoraCommand implements Callable<Integer> {
         Path target = out != null ? out : outPath;
         if (target == null) throw MergeException.user("give the output folder (OUT or --out-path)");
         if (maxRank < 1) throw MergeException.user("--max-rank must be at least 1");
+        flags.printNotes(err);
+        ParseResult parsed = spec.commandLine().getParseResult();
+        for (String f : MERGE_ONLY) {
+            if (parsed.hasMatchedOption(f) && !flags.quiet) err.println("note: " + f + " has no effect on extract-lora: it shapes a merged model's output or where models come from, and an adapter is extracted from two local folders");
+        }
+        flags.setLogLevel();
+        checkOutput(target);
         LoraExtractor.Options o = new LoraExtractor.Options(maxRank, distributeScale, embedLora, saveModules, patterns(include, "--include-regex"),
-                patterns(exclude, "--exclude-regex"), svEpsilon, skipUndecomposable, svd, workers, 42);
+                patterns(exclude, "--exclude-regex"), svEpsilon, skipUndecomposable, svd, flags.lanes(), flags.seed);
         Path cwd = Path.of("").toAbsolutePath();
         try (LocalModelResolver r = new LocalModelResolver(List.of(cwd))) {
             ModelFolder ft = r.resolve(ModelRef.parse(model, "--model"), "--model");
@@ -86,6 +111,21 @@ final class ExtractLoraCommand implements Callable<Integer> {
                     + " whole tensors into " + target);
         }
         return 0;
+    }
+
+    /** An output folder is written only when missing, empty, or an earlier extraction's (an adapter config and nothing we would not write). */
+    static void checkOutput(Path out) throws IOException {
+        if (!Files.exists(out)) return;
+        if (!Files.isDirectory(out)) throw MergeException.user(out + " is a file, not an output folder");
+        List<String> names;
+        try (Stream<Path> s = Files.list(out)) {
+            // .adapter-* is the temporary folder of an extraction into this folder that was interrupted.
+            names = s.map(p -> p.getFileName().toString()).filter(n -> !n.startsWith(".adapter-")).sorted().toList();
+        }
+        if (names.isEmpty()) return;
+        if (names.contains("adapter_config.json") && WRITTEN.containsAll(names)) return;
+        throw MergeException.user(out + " is not empty and is not an earlier extract-lora output (it holds " + String.join(", ", names.subList(0, Math.min(5, names.size())))
+                + (names.size() > 5 ? ", ..." : "") + "); give a new or empty folder");
     }
 
     private static List<Pattern> patterns(List<String> list, String flag) {

@@ -1,6 +1,7 @@
 package org.mergeengine.cli;
 
 import ch.qos.logback.classic.Level;
+import ch.qos.logback.classic.Logger;
 import ch.qos.logback.classic.LoggerContext;
 import ch.qos.logback.classic.encoder.PatternLayoutEncoder;
 import ch.qos.logback.classic.spi.Configurator;
@@ -8,7 +9,6 @@ import ch.qos.logback.classic.spi.ILoggingEvent;
 import ch.qos.logback.core.ConsoleAppender;
 import ch.qos.logback.core.spi.ContextAwareBase;
 import java.util.Map;
-import org.slf4j.Logger;
 
 /**
  * The built-in logging settings, set in code: reading them from XML took about a tenth of a second
@@ -18,8 +18,11 @@ import org.slf4j.Logger;
  * precedence: logback then reads it as usual.
  */
 public final class LogSetup extends ContextAwareBase implements Configurator {
-    /** Messages for people go to stderr, one line each; the CLI sets the root level from its verbosity flags. */
-    static final String PATTERN = "%-5level %msg%n";
+    /**
+     * Messages for people go to stderr, one line each, with the prefixes the CLI's own messages use
+     * ({@code error:}, {@code warning:}); the CLI sets the root level from its verbosity flags.
+     */
+    static final String PATTERN = "%replace(%replace(%replace(%replace(%level){'ERROR','error:'}){'WARN','warning:'}){'INFO','info:'}){'DEBUG','debug:'} %msg%n";
 
     static final Map<String, Level> LEVELS = Map.of(
             "org.apache.pekko", Level.WARN,
@@ -49,7 +52,7 @@ public final class LogSetup extends ContextAwareBase implements Configurator {
         stderr.setEncoder(encoder);
         stderr.start();
         LEVELS.forEach((name, level) -> context.getLogger(name).setLevel(level));
-        ch.qos.logback.classic.Logger root = context.getLogger(Logger.ROOT_LOGGER_NAME);
+        Logger root = context.getLogger(Logger.ROOT_LOGGER_NAME);
         root.setLevel(Level.toLevel(System.getProperty(LEVEL_PROPERTY), Level.WARN));
         root.addAppender(stderr);
         return ExecutionStatus.DO_NOT_INVOKE_NEXT_IF_ANY;

@@ -10,6 +10,7 @@ final class ProgressPrinter implements Consumer<Progress> {
     private final PrintStream err;
     private final boolean terminal;
     private long lastPrint;
+    private Progress first;
 
     ProgressPrinter(PrintStream err, boolean terminal) {
         this.err = err;
@@ -18,6 +19,7 @@ final class ProgressPrinter implements Consumer<Progress> {
 
     @Override
     public synchronized void accept(Progress p) {
+        if (first == null) first = p;
         long now = System.nanoTime();
         boolean last = p.tensorsDone() == p.tensorsTotal();
         long gap = terminal ? 100_000_000L : 5_000_000_000L;
@@ -26,7 +28,9 @@ final class ProgressPrinter implements Consumer<Progress> {
         double secs = p.elapsedNanos() / 1e9;
         double mbps = secs > 0 ? p.inputBytesDone() / 1e6 / secs : 0;
         double frac = p.fraction();
-        String eta = frac > 0 && !last ? String.format(Locale.ROOT, "ETA %.0fs", secs / frac - secs) : String.format(Locale.ROOT, "%.1fs", secs);
+        double left = p.etaSeconds(first);
+        String eta = last ? String.format(Locale.ROOT, "merged in %.2fs", secs)
+                : left >= 0 ? String.format(Locale.ROOT, "ETA %.0fs", left) : String.format(Locale.ROOT, "%.1fs so far", secs);
         if (terminal) {
             int width = 30, filled = (int) Math.round(frac * width);
             err.print(String.format(Locale.ROOT, "\r[%s%s] %d/%d tensors %6.1f MB/s %s   ",

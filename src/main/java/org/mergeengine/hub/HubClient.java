@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.net.ConnectException;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.net.http.HttpClient;
@@ -76,7 +77,7 @@ public final class HubClient {
         HttpClient c = client;
         if (c == null) {
             synchronized (this) {
-                if (client == null) client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NEVER).connectTimeout(s.timeout()).build();
+                if (client == null) client = HttpClient.newBuilder().followRedirects(HttpClient.Redirect.NEVER).connectTimeout(s.connectTimeout()).build();
                 c = client;
             }
         }
@@ -523,7 +524,11 @@ public final class HubClient {
             } catch (Stalled e) {
                 if (++failures > s.retries()) throw new HubException(repo + ": " + e.getMessage() + ", " + failures + " times; giving up");
             } catch (IOException e) {
-                if (++failures > s.retries()) throw new HubException(repo + ": cannot reach " + req.uri().getHost() + " (" + e.getMessage() + "); use --offline to work from the cache", e);
+                // A refused connection or an unknown host does not heal in seconds: one retry, not the full backoff.
+                if (++failures > (e instanceof ConnectException ? 1 : s.retries())) {
+                    throw new HubException(repo + ": cannot reach " + req.uri().getHost() + " (" + (e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName())
+                            + "); use --offline to work from the cache", e);
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new HubException("interrupted");

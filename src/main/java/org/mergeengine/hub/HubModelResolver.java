@@ -51,6 +51,7 @@ public final class HubModelResolver implements ModelResolver {
     public synchronized ModelFolder resolve(ModelRef ref, String yamlPath) {
         ModelFolder have = resolved.get(ref);
         if (have != null) return have;
+        local.checkPath(ref, yamlPath);
         ModelFolder m;
         if (ref.hasLora()) {
             ModelFolder base = resolve(ref.withoutLora(), yamlPath);
@@ -71,7 +72,12 @@ public final class HubModelResolver implements ModelResolver {
 
     private ModelFolder hubModel(ModelRef ref, String yamlPath) {
         String repo = repo(ref, yamlPath);
-        HubClient.RepoInfo info = ask(r -> new CacheActor.Resolve(repo, ref.revision(), r));
+        HubClient.RepoInfo info;
+        try {
+            info = ask(r -> new CacheActor.Resolve(repo, ref.revision(), r));
+        } catch (HubException e) {
+            throw new ConfigException(yamlPath, "'" + repo + "' was taken as a hub repository, as no local folder has that name; " + e.getMessage());
+        }
         Path snap = fetchSmall(repo, info);
         Map<String, String> weightMap = null;
         List<String> shards = new ArrayList<>();

@@ -19,7 +19,7 @@ public record HubSettings(URI endpoint, String token, Path cacheDir, boolean off
         while (ep.endsWith("/")) ep = ep.substring(0, ep.length() - 1);
         Path home = env.containsKey("HF_HOME") ? Path.of(env.get("HF_HOME"))
                 : env.containsKey("XDG_CACHE_HOME") ? Path.of(env.get("XDG_CACHE_HOME"), "huggingface")
-                : Path.of(System.getProperty("user.home"), ".cache", "huggingface");
+                : Path.of(env.getOrDefault("HOME", System.getProperty("user.home")), ".cache", "huggingface");
         Path cache = cacheOverride != null ? cacheOverride
                 : env.containsKey("HF_HUB_CACHE") ? Path.of(env.get("HF_HUB_CACHE"))
                 : env.containsKey("HUGGINGFACE_HUB_CACHE") ? Path.of(env.get("HUGGINGFACE_HUB_CACHE"))
@@ -53,6 +53,12 @@ public record HubSettings(URI endpoint, String token, Path cacheDir, boolean off
 
     private static String blankToNull(String s) {
         return s == null || s.isBlank() ? null : s;
+    }
+
+    /** How long to wait for a connection: a hub that does not answer the handshake in seconds is not there. */
+    public Duration connectTimeout() {
+        Duration shortWait = Duration.ofSeconds(5);
+        return timeout.compareTo(shortWait) < 0 ? timeout : shortWait;
     }
 
     @Override

@@ -72,6 +72,7 @@ public final class Planner {
     private MergePlan build(ModelResolver resolver) {
         checkConfig(cfg);
         warnIgnoredParameters();
+        warnings.addAll(UnreadParameters.check(cfg));
         resolveModels(resolver);
         checkArchitectures();
         ModelRef donorRef = cfg.baseModel() != null ? cfg.baseModel() : cfg.referencedModels().get(0);
@@ -243,7 +244,10 @@ public final class Planner {
             boolean listed = base != null && src.stream().anyMatch(s -> s.ref.equals(base));
             if (base != null && !listed && method.baseUse() != MergeMethod.BaseUse.NONE) {
                 src.add(new Source(base, 0, layouts.get(base).numLayers(), MergeConfig.Params.empty("base_model"), "base_model"));
-                warnings.add("base model " + base + " is not listed under models; it takes part as an input (as in mergekit)");
+                // Methods that take the base as their reference are written this way in mergekit's docs; only an averaged-in base surprises.
+                if (method.baseUse() == MergeMethod.BaseUse.ORDINARY) {
+                    warnings.add("base model " + base + " is not listed under models; " + method.name() + " averages it in as an input (as in mergekit)");
+                }
             }
             Set<Integer> counts = new LinkedHashSet<>();
             for (Source s : src) counts.add(s.end);

@@ -7,8 +7,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 import org.mergeengine.TestSupport;
+import picocli.CommandLine;
 
 /** Every command's --help renders cleanly: picocli reports a bad description on System.err, beside the help. */
 class HelpTest {
@@ -18,7 +22,10 @@ class HelpTest {
         ByteArrayOutputStream direct = new ByteArrayOutputStream();
         try {
             System.setErr(new PrintStream(direct, true, StandardCharsets.UTF_8));
-            for (String cmd : new String[] {"", "extract-lora", "bench", "cache", "multi", "node"}) {
+            List<String> commands = new ArrayList<>(List.of(""));
+            commands.addAll(Main.commandLine(new Main(System.out, System.err), System.out, System.err).getSubcommands().keySet());
+            assertTrue(commands.containsAll(List.of("extract-lora", "bench", "cache", "multi", "node")), commands.toString());
+            for (String cmd : commands) {
                 TestSupport.Result r = cmd.isEmpty() ? TestSupport.cli("--help") : TestSupport.cli(cmd, "--help");
                 assertEquals(0, r.exitCode(), cmd + ": " + r.stderr());
                 assertTrue(r.stdout().contains("Usage:"), cmd + ": " + r.stdout());
@@ -29,5 +36,35 @@ class HelpTest {
         }
         String warnings = direct.toString(StandardCharsets.UTF_8);
         assertFalse(warnings.contains("picocli WARN"), warnings);
+    }
+
+    @Test
+    void helpListsEverySubcommandWithALineEach() {
+        TestSupport.Result r = TestSupport.cli("--help");
+        CommandLine cl = Main.commandLine(new Main(System.out, System.err), System.out, System.err);
+        String commands = r.stdout().substring(r.stdout().indexOf("Commands:"));
+        for (Map.Entry<String, CommandLine> e : cl.getSubcommands().entrySet()) {
+            boolean hidden = e.getValue().getCommandSpec().usageMessage().hidden();
+            String line = "\n  " + e.getKey() + " ";
+            assertEquals(!hidden, commands.contains(line), e.getKey() + " in " + commands);
+        }
+        assertTrue(commands.contains("multi") && commands.contains("extract-lora") && commands.contains("node"), commands);
+        assertTrue(r.stdout().contains("merge-engine CONFIG [OUT_DIR]"), "the merge itself needs no command name: " + r.stdout());
+    }
+
+    @Test
+    void unknownCommandsAndMergekitToolsNotBuiltHereAreNamedAsSuch() {
+        for (String[] args : new String[][] {{"tokensurgeon", "model", "donor", "out", "--k", "64"}, {"evolve", "genome.yml"}, {"mergekit-evolve"},
+                {"frobnicate"}}) {
+            TestSupport.Result r = TestSupport.cli(args);
+            assertEquals(2, r.exitCode(), r.stderr());
+            assertTrue(r.stderr().startsWith("error: unknown command '" + args[0] + "'"), r.stderr());
+            assertTrue(r.stderr().contains("  multi ") && r.stderr().contains("  extract-lora "), "the list of commands: " + r.stderr());
+            assertFalse(r.stderr().contains("cannot read") || r.stderr().contains("Unknown option"), r.stderr());
+        }
+        assertTrue(TestSupport.cli("evolve").stderr().contains("mergekit-evolve is not built into merge-engine"));
+        TestSupport.Result missing = TestSupport.cli("missing.yaml", "out");
+        assertEquals(2, missing.exitCode());
+        assertFalse(missing.stderr().contains("unknown command"), "a config path is still read as a config: " + missing.stderr());
     }
 }

@@ -10,6 +10,7 @@ import ch.qos.logback.classic.encoder.PatternLayoutEncoder;
 import ch.qos.logback.classic.joran.JoranConfigurator;
 import ch.qos.logback.classic.spi.Configurator;
 import ch.qos.logback.classic.spi.ILoggingEvent;
+import ch.qos.logback.classic.spi.LoggingEvent;
 import ch.qos.logback.core.Appender;
 import ch.qos.logback.core.ConsoleAppender;
 import java.nio.file.Path;
@@ -51,8 +52,22 @@ class LogSetupTest {
         Map<String, String> want = describe(fromXml);
         assertEquals(want, describe(fromCode));
         assertEquals("WARN", want.get(Logger.ROOT_LOGGER_NAME));
-        assertTrue(want.get("root appenders").contains("STDERR System.err %-5level %msg%n started=true"), want.toString());
+        assertTrue(want.get("root appenders").contains("STDERR System.err " + LogSetup.PATTERN + " started=true"), want.toString());
         assertEquals(Level.ERROR.toString(), want.get("org.apache.pekko.stream.Materializer"));
+    }
+
+    @Test
+    void logLinesCarryTheCliPrefixes() {
+        LoggerContext c = new LoggerContext();
+        LogSetup setup = new LogSetup();
+        setup.setContext(c);
+        setup.configure(c);
+        ConsoleAppender<ILoggingEvent> a = (ConsoleAppender<ILoggingEvent>) c.getLogger(Logger.ROOT_LOGGER_NAME).getAppender("STDERR");
+        PatternLayoutEncoder enc = (PatternLayoutEncoder) a.getEncoder();
+        ch.qos.logback.classic.Logger l = c.getLogger("x");
+        assertEquals("error: boom" + System.lineSeparator(), enc.getLayout().doLayout(new LoggingEvent("x", l, Level.ERROR, "boom", null, null)));
+        assertEquals("warning: careful" + System.lineSeparator(), enc.getLayout().doLayout(new LoggingEvent("x", l, Level.WARN, "careful", null, null)));
+        assertEquals("info: hello" + System.lineSeparator(), enc.getLayout().doLayout(new LoggingEvent("x", l, Level.INFO, "hello", null, null)));
     }
 
     @Test
