@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
@@ -159,6 +160,15 @@ class HubHostileTest {
         assertFalse(new HubException("see HTTP://u:p@h/").getMessage().contains("u:p"));
         HubSettings s = new HubSettings(URI.create("http://user:password@127.0.0.1:1"), "hf_secret", tmp, false, Duration.ofSeconds(1), 0, Duration.ZERO);
         assertFalse(s.toString().contains("password") || s.toString().contains("hf_secret"), s.toString());
+    }
+
+    @Test
+    void theTimeoutComesFromHfHubDownloadTimeout() {
+        assertEquals(Duration.ofMillis(2500), HubSettings.fromEnvironment(Map.of("HF_HUB_DOWNLOAD_TIMEOUT", "2.5"), tmp, false).timeout());
+        for (String bad : new String[] {"soon", "-1", "0"}) {
+            assertEquals(Duration.ofSeconds(30), HubSettings.fromEnvironment(Map.of("HF_HUB_DOWNLOAD_TIMEOUT", bad), tmp, false).timeout(), bad);
+        }
+        assertEquals(Duration.ofSeconds(30), HubSettings.fromEnvironment(Map.of(), tmp, false).timeout());
     }
 
     /** From the command line, with credentials in HF_ENDPOINT: exit 2, one message, no stack trace, no password. */
