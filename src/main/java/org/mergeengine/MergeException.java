@@ -1,5 +1,8 @@
 package org.mergeengine;
 
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+
 /**
  * An error the engine reports to the user. {@link Kind#USER} errors come from the config or the
  * input files (the CLI exits 2); {@link Kind#INTERNAL} ones are the engine's own fault (exit 1).
@@ -25,7 +28,7 @@ public class MergeException extends RuntimeException {
 
     /** The failure inside the wrappers that futures put around it. */
     public static Throwable unwrap(Throwable t) {
-        while ((t instanceof java.util.concurrent.CompletionException || t instanceof java.util.concurrent.ExecutionException)
+        while ((t instanceof CompletionException || t instanceof ExecutionException)
                 && t.getCause() != null) {
             t = t.getCause();
         }

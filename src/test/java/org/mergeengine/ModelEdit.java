@@ -8,6 +8,7 @@ import java.util.function.BiFunction;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.formats.TensorInfo;
+import org.mergeengine.tensor.Convert;
 
 /** Copies a model folder while changing its tensors (tests build odd inputs from a normal one). */
 public final class ModelEdit {
@@ -21,7 +22,7 @@ public final class ModelEdit {
             for (String name : m.tensors().keySet()) {
                 TensorInfo t = m.tensor(name).info();
                 float[] v = fn.apply(name, TestSupport.floats(m, name));
-                if (v != null) out.add(SafetensorsWriter.TensorData.ofFloats(name, t.dtype(), t.shape(), v));
+                if (v != null) out.add(Convert.tensorData(name, t.dtype(), t.shape(), v));
             }
         }
         SafetensorsWriter.writeFile(dst.resolve("model.safetensors"), out);

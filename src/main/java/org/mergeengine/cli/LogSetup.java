@@ -11,8 +11,8 @@ import ch.qos.logback.core.spi.ContextAwareBase;
 import java.util.Map;
 
 /**
- * The built-in logging settings, set in code: reading them from XML took about a tenth of a second
- * of every start. {@code config/logback.xml} states the same settings as XML (a test keeps the two
+ * The built-in logging settings, set in code: reading them from XML was a noticeable part of
+ * every start. {@code config/logback.xml} states the same settings as XML (a test keeps the two
  * equal). A configuration file given with {@code -Dlogback.configurationFile}, or a
  * {@code logback.xml} or {@code logback-test.xml} of an application that embeds the engine, takes
  * precedence: logback then reads it as usual.

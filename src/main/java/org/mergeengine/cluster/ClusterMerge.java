@@ -1,115 +1,104 @@
 package org.mergeengine.cluster;
 
-import java.util.ArrayDeque;
-import java.util.ArrayList;
-import java.util.Deque;
+import com.typesafe.config.Config;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.mergeengine.MergeException;
+import org.mergeengine.cluster.Protocol.Closed;
+import org.mergeengine.cluster.Protocol.Gone;
+import org.mergeengine.cluster.Protocol.Listed;
+import org.mergeengine.cluster.Protocol.Tick;
+import org.mergeengine.cluster.Protocol.ToCoordinator;
+import org.mergeengine.cluster.Protocol.ToWorker;
+import org.mergeengine.cluster.Protocol.Verified;
 import org.mergeengine.engine.MergeOptions;
 import org.mergeengine.engine.Progress;
+import org.mergeengine.engine.Sizing;
 import org.mergeengine.engine.StagedOutput;
-import org.mergeengine.plan.PlannedTensor;
+import org.mergeengine.engine.Task;
+import org.mergeengine.engine.WorkState;
 
 /**
- * Coordinates one merge across the cluster. It owns the staged output: it hands out tasks to the
- * lanes that pull them, re-reads every part a lane reports finished and checks its CRC32 before
- * journaling it, puts the tasks of a lane whose node went away back at the front of the queue, and
- * finishes the output folder when every part is verified. A node that joins mid-merge is offered
- * the job as soon as the Receptionist lists its lanes.
+ * Coordinates one merge across the cluster by driving its {@link WorkState}: it hands out tasks to
+ * the lanes that pull them, re-reads every part a lane reports finished and checks its CRC32
+ * before journaling it, puts the tasks of a lane whose node went away (or that let a task's
+ * deadline pass) back at the front of the queue, and finishes the output folder when every part
+ * is verified. A node that joins mid-merge is offered the job as soon as the Receptionist lists
+ * its lanes.
  */
-final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
+final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
     /** Splitting is fixed (not by the lanes of the moment) so that a resumed run finds the same parts. */
     static final int SPLIT_LANES = 4;
-    /** A part that fails this often (on any nodes) fails the merge. */
+    /** A part that fails (or misses its deadline) this often, on any nodes, fails the merge. */
     static final int MAX_ATTEMPTS = 3;
-
-    private record Listed(Set<ActorRef<Protocol.ToWorker>> workers) implements Protocol.ToCoordinator {}
-
-    private record Gone(ActorRef<Protocol.ToWorker> worker) implements Protocol.ToCoordinator {}
-
-    private record Verified(int taskId, long crc, boolean ok, String lane) implements Protocol.ToCoordinator {}
-
-    private record Closed(Progress progress, Throwable error) implements Protocol.ToCoordinator {}
+    /** Settings of a task's deadline: a fixed allowance, plus an allowance per GiB of the task's input. */
+    static final String DEADLINE_BASE = "merge-engine.cluster.task-deadline.base";
+    static final String DEADLINE_PER_GIB = "merge-engine.cluster.task-deadline.per-gib";
 
     record Job(String jobId, Protocol.JobSpec spec, StagedOutput staged, MergeOptions opts, Executor io,
                Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
-    private final List<StagedOutput.Task> tasks;
-    private final Deque<Integer> queue = new ArrayDeque<>();
-    private final Map<Integer, ActorRef<Protocol.ToWorker>> running = new HashMap<>();
-    private final Set<ActorRef<Protocol.ToWorker>> offered = new HashSet<>();
-    private final Set<ActorRef<Protocol.ToWorker>> ready = new HashSet<>();
-    private final Deque<ActorRef<Protocol.ToWorker>> idle = new ArrayDeque<>();
+    private final WorkState<ActorRef<ToWorker>> state;
+    private final WorkState.Deadline deadline;
+    private final Set<ActorRef<ToWorker>> offered = new HashSet<>();
+    private final Set<ActorRef<ToWorker>> ready = new HashSet<>();
+    private final Map<ActorRef<ToWorker>, String> laneNames = new HashMap<>();
     private final Map<String, String> declined = new LinkedHashMap<>();
-    /** Lanes that declined, failed a task or left: never offered this merge again. */
-    private final Set<ActorRef<Protocol.ToWorker>> declinedRef = new HashSet<>();
-    private final int[] partsLeft;
-    private final int[] attempts;
-    private final Map<String, Integer> byLane = new TreeMap<>();
-    private final long started = System.nanoTime();
-    private long inputTotal;
-    private long inputDone;
-    private int tensorsDone;
-    private int verifying;
-    private final int resumed;
+    /** Lanes that declined, failed a task, missed a deadline or left: never offered this merge again. */
+    private final Set<ActorRef<ToWorker>> declinedRef = new HashSet<>();
     private boolean ending;
 
-    static Behavior<Protocol.ToCoordinator> create(Job job) {
-        return Behaviors.setup(ctx -> new ClusterMerge(ctx, job));
+    static Behavior<ToCoordinator> create(Job job) {
+        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new ClusterMerge(ctx, timers, job)));
     }
 
-    private ClusterMerge(ActorContext<Protocol.ToCoordinator> ctx, Job job) {
+    /** The deadline policy of this node's coordinators (the settings, or two minutes plus one minute per GiB of input). */
+    static WorkState.Deadline deadline(Config c) {
+        Duration base = c.hasPath(DEADLINE_BASE) ? c.getDuration(DEADLINE_BASE) : Duration.ofMinutes(2);
+        Duration perGiB = c.hasPath(DEADLINE_PER_GIB) ? c.getDuration(DEADLINE_PER_GIB) : Duration.ofMinutes(1);
+        return new WorkState.Deadline(base, perGiB);
+    }
+
+    private ClusterMerge(ActorContext<ToCoordinator> ctx, TimerScheduler<ToCoordinator> timers, Job job) {
         super(ctx);
         this.job = job;
-        List<PlannedTensor> tensors = job.staged().plan().tensors();
-        this.tasks = job.staged().allTasks(job.spec().chunkElements(), SPLIT_LANES);
-        this.partsLeft = new int[tensors.size()];
-        this.attempts = new int[tasks.size()];
-        int already = 0;
-        for (int i = 0; i < tasks.size(); i++) {
-            StagedOutput.Task t = tasks.get(i);
-            if (job.staged().isDone(t)) {
-                already++;
-                continue;
-            }
-            partsLeft[t.tensor()]++;
-            queue.add(i);
-        }
-        for (int i = 0; i < tensors.size(); i++) {
-            inputTotal += tensors.get(i).inputBytes();
-            if (partsLeft[i] == 0) tensorsDone++;
-        }
-        this.resumed = already;
+        this.deadline = deadline(ctx.getSystem().settings().config());
+        // Cluster tasks are sized like local ones; memory is admitted on each node, by its TaskRunner.
+        Sizing sizing = new Sizing(job.spec().chunkElements(), 0);
+        this.state = job.staged().schedule(sizing, SPLIT_LANES, MAX_ATTEMPTS, deadline, System.nanoTime());
+        Duration every = Duration.ofMillis(Math.max(100, Math.min(5000, deadline.base().toMillis() / 4)));
+        timers.startTimerWithFixedDelay(Tick.INSTANCE, every);
         ctx.getSystem().receptionist().tell(Receptionist.subscribe(Protocol.WORKERS,
                 ctx.messageAdapter(Receptionist.Listing.class, l -> new Listed(l.getServiceInstances(Protocol.WORKERS)))));
-        if (queue.isEmpty()) finish();
+        if (state.queueEmpty()) finish();
     }
 
     @Override
-    public Receive<Protocol.ToCoordinator> createReceive() {
+    public Receive<ToCoordinator> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Listed.class, this::onListed)
                 .onMessage(Protocol.Ready.class, r -> {
                     if (!mine(r.jobId()) || !offered.contains(r.worker())) return this;
                     ready.add(r.worker());
-                    idle.add(r.worker());
+                    laneNames.put(r.worker(), r.lane());
+                    state.ready(r.worker());
                     dispatch();
                     return this;
                 })
@@ -122,28 +111,26 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
                     return this;
                 })
                 .onMessage(Protocol.Done.class, d -> {
-                    if (!mine(d.jobId()) || running.get(d.taskId()) == null || !running.get(d.taskId()).equals(d.worker())) return this;
-                    running.remove(d.taskId());
-                    verifying++;
-                    StagedOutput.Task t = tasks.get(d.taskId());
+                    // A lane that lost the task (its deadline passed, or it was dropped) answers too late: ignored.
+                    if (!mine(d.jobId()) || !state.finished(d.taskId(), d.worker())) return this;
+                    Task t = state.entry(d.taskId()).task();
                     // The coordinator reads back what another node wrote: a node whose output path is not the shared one is caught here.
-                    ActorRef<Protocol.ToCoordinator> self = getContext().getSelf();
+                    ActorRef<ToCoordinator> self = getContext().getSelf();
                     CompletableFuture.supplyAsync(() -> job.staged().verify(t, d.crc()), job.io())
                             .whenComplete((ok, err) -> self.tell(new Verified(d.taskId(), d.crc(), ok != null && ok, d.lane())));
-                    idle.add(d.worker());
                     dispatch();
                     return this;
                 })
                 .onMessage(Verified.class, this::onVerified)
                 .onMessage(Protocol.Failed.class, f -> {
-                    if (!mine(f.jobId()) || running.get(f.taskId()) == null || !running.get(f.taskId()).equals(f.worker())) return this;
-                    running.remove(f.taskId());
-                    if (++attempts[f.taskId()] >= MAX_ATTEMPTS) {
+                    if (!mine(f.jobId())) return this;
+                    WorkState.Outcome o = state.failed(f.taskId(), f.worker());
+                    if (o == WorkState.Outcome.IGNORED) return this;
+                    if (o == WorkState.Outcome.EXHAUSTED) {
                         fail(MergeException.user("tensor " + name(f.taskId()) + " failed " + MAX_ATTEMPTS + " times; last on " + f.lane() + ": " + f.message()));
                         return this;
                     }
                     getContext().getLog().warn("{} failed on {}: {}; retrying elsewhere", name(f.taskId()), f.lane(), f.message());
-                    queue.addFirst(f.taskId());
                     // A lane that failed a task may have a local problem (disk, cache): it takes no more work in this merge.
                     f.worker().tell(new Protocol.Ended(job.jobId()));
                     declined.put(f.lane(), f.message());
@@ -152,6 +139,7 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
                     checkStarved();
                     return this;
                 })
+                .onMessage(Tick.class, t -> onTick())
                 .onMessage(Gone.class, g -> {
                     boolean had = offered.contains(g.worker());
                     forget(g.worker());
@@ -159,7 +147,7 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
                     dispatch();
                     return this;
                 })
-                .onSignal(org.apache.pekko.actor.typed.PostStop.class, stop -> {
+                .onSignal(PostStop.class, stop -> {
                     if (!job.result().isDone()) {
                         // The node is shutting down mid-merge: keep what is verified for a resubmission to resume.
                         if (!ending) job.staged().close();
@@ -180,9 +168,9 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
         return !ending && job.jobId().equals(jobId);
     }
 
-    private Behavior<Protocol.ToCoordinator> onListed(Listed l) {
+    private Behavior<ToCoordinator> onListed(Listed l) {
         if (ending) return this;
-        for (ActorRef<Protocol.ToWorker> w : l.workers()) {
+        for (ActorRef<ToWorker> w : l.workers()) {
             if (offered.contains(w) || declinedRef.contains(w)) continue;
             offered.add(w);
             getContext().watchWith(w, new Gone(w));
@@ -191,61 +179,67 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
         return this;
     }
 
+    /**
+     * Tasks past their deadline go to other lanes; the lane that held each is dropped from this
+     * merge (a hung or hostile member must not stall it), and whatever it answers later is ignored.
+     */
+    private Behavior<ToCoordinator> onTick() {
+        if (ending) return this;
+        for (WorkState.Expired<ActorRef<ToWorker>> e : state.expire(System.nanoTime())) {
+            WorkState.Assignment<ActorRef<ToWorker>> a = e.assignment();
+            String lane = laneNames.getOrDefault(a.lane(), String.valueOf(a.lane().path()));
+            String why = "did not finish " + name(a.taskId()) + " within its deadline of " + deadline.of(a.entry().inputBytes()).toSeconds() + " s";
+            if (e.outcome() == WorkState.Outcome.EXHAUSTED) {
+                fail(MergeException.user("tensor " + name(a.taskId()) + " was not finished in time " + MAX_ATTEMPTS + " times; last, " + lane + " " + why));
+                return this;
+            }
+            getContext().getLog().warn("{} {}; handing it to another lane", lane, why);
+            a.lane().tell(new Protocol.Ended(job.jobId()));
+            declined.put(lane, why);
+            forget(a.lane());
+        }
+        dispatch();
+        checkStarved();
+        return this;
+    }
+
     /** The lane takes no part any more: its running tasks go back to the front of the queue. */
-    private void forget(ActorRef<Protocol.ToWorker> w) {
+    private void forget(ActorRef<ToWorker> w) {
         if (offered.remove(w)) getContext().unwatch(w);
         declinedRef.add(w);
         ready.remove(w);
-        idle.remove(w);
-        List<Integer> back = new ArrayList<>();
-        running.entrySet().removeIf(e -> {
-            if (e.getValue().equals(w)) {
-                back.add(e.getKey());
-                return true;
-            }
-            return false;
-        });
-        back.sort(null);
-        for (int i = back.size() - 1; i >= 0; i--) queue.addFirst(back.get(i));
+        state.laneLost(w);
     }
 
-    private Behavior<Protocol.ToCoordinator> onVerified(Verified v) {
-        verifying--;
+    private Behavior<ToCoordinator> onVerified(Verified v) {
         if (ending) return this;
-        StagedOutput.Task t = tasks.get(v.taskId());
         if (!v.ok()) {
-            if (++attempts[v.taskId()] >= MAX_ATTEMPTS) {
+            if (state.rejected(v.taskId()) == WorkState.Outcome.EXHAUSTED) {
                 fail(MergeException.user("the bytes " + v.lane() + " wrote for " + name(v.taskId()) + " do not read back the same here; "
                         + "every node must write to the same shared storage at the path " + job.staged().tempDir()));
                 return this;
             }
-            queue.addFirst(v.taskId());
             dispatch();
             return this;
         }
-        job.staged().record(t, v.crc());
-        byLane.merge(v.lane(), 1, Integer::sum);
-        PlannedTensor pt = job.staged().plan().tensors().get(t.tensor());
-        inputDone += pt.numel() == 0 ? pt.inputBytes() : (long) (pt.inputBytes() * ((t.to() - t.from()) / (double) pt.numel()));
-        if (--partsLeft[t.tensor()] == 0) tensorsDone++;
-        if (job.progress() != null) job.progress().accept(snapshot());
-        if (queue.isEmpty() && running.isEmpty() && verifying == 0) finish();
+        job.staged().record(state.entry(v.taskId()).task(), v.crc());
+        state.confirmed(v.taskId(), v.lane());
+        if (job.progress() != null) job.progress().accept(state.progress(System.nanoTime()));
+        if (state.idleAll()) finish();
         return this;
     }
 
     private void dispatch() {
-        while (!ending && !idle.isEmpty() && !queue.isEmpty()) {
-            ActorRef<Protocol.ToWorker> w = idle.poll();
-            int next = queue.poll();
-            running.put(next, w);
-            StagedOutput.Task t = tasks.get(next);
-            w.tell(new Protocol.Assign(job.jobId(), next, t.tensor(), t.from(), t.to()));
+        if (ending) return;
+        for (WorkState.Assignment<ActorRef<ToWorker>> a : state.dispatch(System.nanoTime(), WorkState.Admission.ANY)) {
+            Task t = a.task();
+            a.lane().tell(new Protocol.Assign(job.jobId(), a.taskId(), t.tensor(), t.from(), t.to()));
         }
     }
 
     /** Fails when nobody is left who could run the rest (a node that joins later is not waited for). */
     private void checkStarved() {
-        if (ending || !ready.isEmpty() || !offered.isEmpty() || queue.isEmpty()) return;
+        if (ending || !ready.isEmpty() || !offered.isEmpty() || state.queueEmpty()) return;
         StringBuilder why = new StringBuilder();
         declined.forEach((lane, reason) -> why.append("\n  ").append(lane).append(": ").append(reason));
         fail(MergeException.user("no worker in the cluster can run this merge:" + why));
@@ -255,7 +249,7 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
         ending = true;
         endAll();
         Executor io = job.io();
-        ActorRef<Protocol.ToCoordinator> self = getContext().getSelf();
+        ActorRef<ToCoordinator> self = getContext().getSelf();
         // Keep the temporary folder: verified parts are journaled and a resubmission resumes them.
         CompletableFuture.runAsync(job.staged()::close, io).whenComplete((x, e) -> self.tell(new Closed(null, error)));
     }
@@ -263,22 +257,18 @@ final class ClusterMerge extends AbstractBehavior<Protocol.ToCoordinator> {
     private void finish() {
         ending = true;
         endAll();
-        Progress p = snapshot();
-        ActorRef<Protocol.ToCoordinator> self = getContext().getSelf();
+        Progress p = state.progress(System.nanoTime());
+        ActorRef<ToCoordinator> self = getContext().getSelf();
         CompletableFuture.runAsync(() -> job.staged().finish(job.opts()), job.io())
-                .whenComplete((x, e) -> self.tell(new Closed(p, e == null ? null : e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e)));
+                .whenComplete((x, e) -> self.tell(new Closed(p, e == null ? null : MergeException.unwrap(e))));
     }
 
     private void endAll() {
-        for (ActorRef<Protocol.ToWorker> w : offered) w.tell(new Protocol.Ended(job.jobId()));
+        for (ActorRef<ToWorker> w : offered) w.tell(new Protocol.Ended(job.jobId()));
     }
 
     private String name(int taskId) {
-        StagedOutput.Task t = tasks.get(taskId);
+        Task t = state.entry(taskId).task();
         return job.staged().plan().tensors().get(t.tensor()).name() + " [" + t.from() + ", " + t.to() + ")";
-    }
-
-    private Progress snapshot() {
-        return new Progress(tensorsDone, partsLeft.length, inputDone, inputTotal, System.nanoTime() - started, Map.copyOf(byLane), resumed);
     }
 }

@@ -2,15 +2,17 @@ package org.mergeengine.cluster;
 
 import java.util.HashMap;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.apache.pekko.stream.Materializer;
+import org.mergeengine.MergeException;
+import org.mergeengine.cluster.Protocol.CoordinatorGone;
+import org.mergeengine.cluster.Protocol.Finished;
+import org.mergeengine.cluster.Protocol.Prepared;
 import org.mergeengine.engine.Device;
 
 /**
@@ -20,12 +22,6 @@ import org.mergeengine.engine.Device;
  */
 final class ClusterWorker {
     private ClusterWorker() {}
-
-    private record Prepared(String jobId, NodeJobs.Prepared job, Throwable error) implements Protocol.ToWorker {}
-
-    private record Finished(String jobId, int taskId, long crc, Throwable error) implements Protocol.ToWorker {}
-
-    private record CoordinatorGone(String jobId) implements Protocol.ToWorker {}
 
     private static final class Job {
         final ActorRef<Protocol.ToCoordinator> coordinator;
@@ -65,12 +61,7 @@ final class ClusterWorker {
                         Job job = active.get(a.jobId());
                         if (job == null || job.prepared == null) return Behaviors.same();
                         long t0 = System.nanoTime();
-                        CompletionStage<Long> crc = job.prepared.runner().run(a.tensor(), a.from(), a.to(), device, mat);
-                        crc = crc.thenCompose(c -> {
-                            long extra = device.extraAfter(System.nanoTime() - t0).toNanos();
-                            if (extra == 0) return CompletableFuture.completedFuture(c);
-                            return CompletableFuture.supplyAsync(() -> c, CompletableFuture.delayedExecutor(extra, TimeUnit.NANOSECONDS));
-                        });
+                        CompletionStage<Long> crc = device.paced(job.prepared.runner().run(a.tensor(), a.from(), a.to(), device, mat), t0);
                         ctx.pipeToSelf(crc, (c, err) -> new Finished(a.jobId(), a.taskId(), c == null ? 0 : c, err));
                         return Behaviors.same();
                     })
@@ -105,7 +96,7 @@ final class ClusterWorker {
 
 
     static String message(Throwable t) {
-        t = org.mergeengine.MergeException.unwrap(t);
-        return t instanceof org.mergeengine.MergeException ? t.getMessage() : String.valueOf(t);
+        t = MergeException.unwrap(t);
+        return t instanceof MergeException ? t.getMessage() : String.valueOf(t);
     }
 }

@@ -34,7 +34,8 @@ public final class DjlDevice implements Device {
 
     @Override
     public TensorKernel kernel(PlannedTensor t) {
-        return DjlKernels.of(t.method(), t.context(), root).orElseGet(() -> t.method().kernel(t.context()));
+        TensorKernel java = t.method().kernel(t.context());
+        return DjlKernels.of(t.method(), t.context(), java, root).orElse(java);
     }
 
     /** The PyTorch engine, or a clear error when DJL cannot load it. */

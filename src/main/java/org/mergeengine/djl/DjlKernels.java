@@ -6,8 +6,10 @@ import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import java.nio.FloatBuffer;
 import java.util.Optional;
+import java.util.Set;
 import org.mergeengine.methods.Chunk;
 import org.mergeengine.methods.KernelContext;
+import org.mergeengine.methods.KernelTraits;
 import org.mergeengine.methods.MergeMethod;
 import org.mergeengine.methods.Slerp;
 import org.mergeengine.methods.TensorKernel;
@@ -20,26 +22,30 @@ import org.mergeengine.methods.TensorKernel;
  *   task_arithmetic:  R = B + lambda * ((sum_i w_i (X_i - B)) * inv),  inv = 1/sum w (normalize) or 1
  *   slerp:            R = c0 V0 + c1 V1                        (c0, c1 from the Java kernel's norm pass)
  * </pre>
- * Whole-tensor statistics (slerp's norms) stay in the Java kernel, which also decides chunking;
- * only float32 crosses into DJL (bfloat16 arrays abort the JVM in DJL 0.36).
+ * Whole-tensor statistics (slerp's norms) stay in the Java kernel, and the chunking follows the
+ * method's {@link KernelTraits}; only float32 crosses into DJL (bfloat16 arrays abort the JVM in
+ * DJL 0.36).
  */
 public final class DjlKernels {
     private DjlKernels() {}
 
     /** The methods with a DJL kernel; every other method runs its Java kernel on a DJL lane. */
-    public static final java.util.Set<String> METHODS = java.util.Set.of("linear", "task_arithmetic", "slerp");
+    public static final Set<String> METHODS = Set.of("linear", "task_arithmetic", "slerp");
 
     interface Formula {
         NDArray apply(NDArray[] x);
     }
 
-    /** The DJL kernel for a tensor, or empty when the method (or this use of it) has none. */
-    public static Optional<TensorKernel> of(MergeMethod method, KernelContext ctx, NDManager root) {
-        TensorKernel java = method.kernel(ctx);
+    /**
+     * The DJL kernel for a tensor around {@code java}, the method's own kernel for it (which keeps
+     * the reductions), or empty when the method (or this use of it) has none.
+     */
+    public static Optional<TensorKernel> of(MergeMethod method, KernelContext ctx, TensorKernel java, NDManager root) {
+        KernelTraits traits = method.traits(ctx);
         int n = ctx.inputCount();
         switch (method.name()) {
             case "linear": {
-                if (java.isIdentity()) return Optional.empty();
+                if (traits.identity()) return Optional.empty();
                 float[] w = new float[n];
                 double sum = 0;
                 for (int i = 0; i < n; i++) sum += ctx.model("weight", i);
@@ -52,7 +58,7 @@ public final class DjlKernels {
                 }));
             }
             case "task_arithmetic": {
-                if (!ctx.hasBase() || java.isIdentity()) return Optional.empty();
+                if (!ctx.hasBase() || traits.identity()) return Optional.empty();
                 int b = ctx.baseIndex();
                 int[] o = ctx.others();
                 float[] f = new float[o.length];
@@ -82,7 +88,7 @@ public final class DjlKernels {
         }
     }
 
-    /** Chunking and reductions from the Java kernel; the output of each chunk computed by DJL. */
+    /** Reductions from the Java kernel (chunking from the method's traits); the output of each chunk computed by DJL. */
     static final class Kernel implements TensorKernel {
         private final TensorKernel java;
         private final NDManager root;
@@ -96,9 +102,6 @@ public final class DjlKernels {
             this.formula = formula;
         }
 
-        @Override public boolean wholeTensor() { return java.wholeTensor(); }
-        @Override public long alignment() { return java.alignment(); }
-        @Override public int reductionPasses() { return java.reductionPasses(); }
         @Override public void reduce(int pass, Chunk chunk) { java.reduce(pass, chunk); }
         @Override public void endPass(int pass) { java.endPass(pass); }
 

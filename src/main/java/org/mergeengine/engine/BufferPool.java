@@ -8,7 +8,7 @@ import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * Chunk buffers shared by every tensor job of an engine. Chunks have a handful of sizes, and
+ * Chunk buffers shared by every task of an engine. Chunks have a handful of sizes, and
  * allocating them afresh made the JVM spend its time in full collections: large float arrays are
  * "humongous" objects for G1, and direct buffers are only freed by a GC. Buffers are handed out by
  * exact size; at most {@code limit} bytes wait in the pool, the rest is left to the GC.

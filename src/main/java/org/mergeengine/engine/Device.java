@@ -1,6 +1,11 @@
 package org.mergeengine.engine;
 
 import java.time.Duration;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+import org.mergeengine.methods.TensorKernel;
+import org.mergeengine.plan.PlannedTensor;
 
 /**
  * What a worker lane runs on. Every lane pulls tasks at its own pace, so a faster device simply
@@ -10,8 +15,8 @@ import java.time.Duration;
 public interface Device {
     String name();
 
-    /** The kernel this device runs for a tensor; the Java kernel unless the device has its own for the method. */
-    default org.mergeengine.methods.TensorKernel kernel(org.mergeengine.plan.PlannedTensor t) {
+    /** Builds the kernel this device runs for a tensor; the Java kernel unless the device has its own for the method. */
+    default TensorKernel kernel(PlannedTensor t) {
         return t.method().kernel(t.context());
     }
 
@@ -20,12 +25,21 @@ public interface Device {
      * cache-sized tiles; a device with its own per-call cost (a GPU, a native library) takes whole chunks.
      */
     default int tileElements() {
-        return TensorJob.TILE;
+        return TaskPipeline.TILE;
     }
 
     /** Time the device adds after a task that took {@code nanos} of work (none for real devices). */
     default Duration extraAfter(long nanos) {
         return Duration.ZERO;
+    }
+
+    /** {@code work}, completed {@link #extraAfter} its end, for a task that started at {@code startNanos} ({@link System#nanoTime}). */
+    default <T> CompletionStage<T> paced(CompletionStage<T> work, long startNanos) {
+        return work.thenCompose(v -> {
+            long extra = extraAfter(System.nanoTime() - startNanos).toNanos();
+            if (extra == 0) return CompletableFuture.completedFuture(v);
+            return CompletableFuture.supplyAsync(() -> v, CompletableFuture.delayedExecutor(extra, TimeUnit.NANOSECONDS));
+        });
     }
 
     static Device cpu(int lane) {

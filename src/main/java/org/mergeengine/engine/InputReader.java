@@ -1,12 +1,16 @@
 package org.mergeengine.engine;
 
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.ModelFolder;
-import org.mergeengine.plan.PermutedRows;
 import org.mergeengine.formats.SafetensorsFile;
 import org.mergeengine.formats.TensorFile;
 import org.mergeengine.formats.TensorInfo;
+import org.mergeengine.plan.PermutedRows;
 import org.mergeengine.plan.PlannedTensor;
 import org.mergeengine.tensor.Convert;
 
@@ -16,7 +20,7 @@ import org.mergeengine.tensor.Convert;
  */
 final class InputReader {
     /** LoRA factors, read once per job: L [rows, r] and R [r, cols], the scale folded into L. */
-    private final java.util.Map<ModelFolder.LowRank, float[][]> factors = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<ModelFolder.LowRank, float[][]> factors = new ConcurrentHashMap<>();
 
     /** Elements {@code [start, start+len)} of the input's view, flat row-major, into {@code dst[0..len)}. */
     void read(PlannedTensor.Input in, long start, int len, float[] dst) {
@@ -29,7 +33,7 @@ final class InputReader {
         }
     }
 
-    private final java.util.Map<PermutedRows, float[]> padRows = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<PermutedRows, float[]> padRows = new ConcurrentHashMap<>();
 
     private void readPermuted(PermutedRows p, long start, int len, float[] dst) {
         int cols = (int) p.cols();
@@ -51,7 +55,7 @@ final class InputReader {
     }
 
     private void buildRow(PermutedRows p, int r, float[] row) {
-        java.util.Arrays.fill(row, 0f);
+        Arrays.fill(row, 0f);
         int[] srcs = p.rowSources()[r], ids = p.rowIds()[r];
         if (srcs.length == 0) return;
         float[] tmp = new float[row.length];
@@ -174,7 +178,7 @@ final class InputReader {
             } else {
                 // Positional reads land in a per-thread direct buffer: one copy from the page cache, none on the heap.
                 ByteBuffer[] h = IO_BUFFER.get();
-                if (h[0] == null || h[0].capacity() < n * es) h[0] = ByteBuffer.allocateDirect(Math.max(n * es, 1 << 20)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                if (h[0] == null || h[0].capacity() < n * es) h[0] = ByteBuffer.allocateDirect(Math.max(n * es, 1 << 20)).order(ByteOrder.LITTLE_ENDIAN);
                 b = h[0];
                 b.clear().limit(n * es);
                 file.readInto(info, byteOffset + (long) done * es, b);

@@ -2,12 +2,18 @@ package org.mergeengine.engine;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigValueFactory;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.mergeengine.MergeException;
 import org.mergeengine.plan.MergePlan;
@@ -41,15 +47,15 @@ public final class MergeEngine implements AutoCloseable {
     /**
      * The settings of an engine's own (local) actor system. Its messages never leave the JVM, so the
      * serialization extension does not start with it: building the serializers that the cluster
-     * and Jackson modules register (protobuf, CBOR) took 0.15 s of every start. Anything that does
+     * and Jackson modules register (protobuf, CBOR) was a noticeable part of every start. Anything that does
      * serialize still gets the extension, created at its first use.
      */
     static Config loadConfig() {
         Config c = ConfigFactory.load();
         String path = "pekko.library-extensions";
-        java.util.List<String> ext = new java.util.ArrayList<>(c.getStringList(path));
+        List<String> ext = new ArrayList<>(c.getStringList(path));
         ext.removeIf("org.apache.pekko.serialization.SerializationExtension$"::equals); // every copy: a merged config can list it twice
-        return c.withValue(path, com.typesafe.config.ConfigValueFactory.fromIterable(ext));
+        return c.withValue(path, ConfigValueFactory.fromIterable(ext));
     }
 
     public ActorSystem<Void> system() {
@@ -75,14 +81,14 @@ public final class MergeEngine implements AutoCloseable {
         StagedOutput staged = StagedOutput.open(plan, out, io);
         CompletableFuture<Progress> tensorsDone = new CompletableFuture<>();
         MergeSupervisor.Job job = new MergeSupervisor.Job(staged, opts.lanes(),
-                budget(opts.maxMemoryBytes()), opts.chunkElements(), retainBytes(opts), io,
+                budget(opts.maxMemoryBytes()), sizing(opts), io,
                 pool(opts.maxMemoryBytes(), retainBytes(opts)), opts.progress(), tensorsDone);
         system.systemActorOf(MergeSupervisor.create(job), "merge-" + merges.incrementAndGet(),
-                org.apache.pekko.actor.typed.Props.empty());
+                Props.empty());
         return tensorsDone.handleAsync((p, err) -> {
             if (err != null) {
                 staged.abort();
-                throw err instanceof RuntimeException re ? re : new java.util.concurrent.CompletionException(err);
+                throw err instanceof RuntimeException re ? re : new CompletionException(err);
             }
             staged.finish(opts);
             return p;
@@ -93,12 +99,17 @@ public final class MergeEngine implements AutoCloseable {
      * The chunk buffers' pool: room for one retained tensor's arrays and the output pass's besides,
      * at most half the budget. A pool smaller than a retained tensor dropped most of its arrays
      * after each such tensor, and the next one allocated fresh ones: with a large heap, G1 placed
-     * them in memory never touched before, and zeroing and faulting in those pages took a third of
-     * a model_stock merge's CPU (peak RSS 1.2 to 1.7 GB, against 1.1 to 1.2 GB with this pool).
+     * them in memory never touched before, and zeroing and faulting in those pages took much of
+     * a model_stock merge's CPU, and raised its peak memory.
      */
     static BufferPool pool(long budget, long retainBytes) {
         long base = Math.min(256L << 20, budget / 4);
         return new BufferPool(Math.min(Math.max(base, retainBytes + (64L << 20)), Math.max(base, budget / 2)));
+    }
+
+    /** How a local merge with these options cuts and sizes its tasks. */
+    public static Sizing sizing(MergeOptions opts) {
+        return new Sizing(opts.chunkElements(), retainBytes(opts));
     }
 
     /** Bytes a task may keep in memory to run its passes without re-reading its inputs. */
@@ -126,7 +137,7 @@ public final class MergeEngine implements AutoCloseable {
         if (ownsSystem) {
             system.terminate();
             try {
-                system.getWhenTerminated().toCompletableFuture().get(30, java.util.concurrent.TimeUnit.SECONDS);
+                system.getWhenTerminated().toCompletableFuture().get(30, TimeUnit.SECONDS);
             } catch (Exception ignored) {
                 // shutting down; nothing left to save
             }

@@ -1,5 +1,7 @@
 package org.mergeengine.engine;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.function.Consumer;
 
 /**
@@ -14,21 +16,21 @@ import java.util.function.Consumer;
  * @param devices the worker lanes' devices, or null for {@code workers} CPU lanes
  */
 public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer,
-                           boolean writeModelCard, Consumer<Progress> progress, String stageHash, java.util.List<Device> devices) {
+                           boolean writeModelCard, Consumer<Progress> progress, String stageHash, List<Device> devices) {
     public MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer, boolean writeModelCard,
                         Consumer<Progress> progress, String stageHash) {
         this(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, null);
     }
 
     /** The lanes: the given devices, else {@code workers} CPU lanes. */
-    public java.util.List<Device> lanes() {
+    public List<Device> lanes() {
         if (devices != null && !devices.isEmpty()) return devices;
-        java.util.List<Device> l = new java.util.ArrayList<>();
+        List<Device> l = new ArrayList<>();
         for (int i = 0; i < Math.max(1, workers); i++) l.add(Device.cpu(i));
         return l;
     }
 
-    public MergeOptions withDevices(java.util.List<Device> d) {
+    public MergeOptions withDevices(List<Device> d) {
         return new MergeOptions(d.size(), maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, d);
     }
 

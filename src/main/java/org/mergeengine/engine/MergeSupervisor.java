@@ -1,27 +1,28 @@
 package org.mergeengine.engine;
 
-import java.util.ArrayDeque;
-import java.util.Deque;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
-import org.mergeengine.plan.PlannedTensor;
 
 /**
- * Owns the plan while it runs: hands tensors to workers as they ask, in plan order, while the
- * memory the running tasks hold stays under the byte budget (a task larger than the budget runs
- * alone). Completes {@code result} when every tensor is written, or with the first failure.
+ * Drives one local merge's {@link WorkState}: hands tasks to worker lanes as they ask, in plan
+ * order, while the memory the running tasks hold stays under the engine's shared budget (a task
+ * larger than the budget runs alone). Completes {@code result} when every tensor is written, or
+ * with the first failure.
  */
 final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
-    interface Command {}
+    /** The supervisor's protocol: what its workers and the shared budget tell it. */
+    sealed interface Command {}
 
+    /** A worker lane is free. */
     record RequestWork(ActorRef<Worker.Command> worker) implements Command {}
 
     record TaskDone(int taskId, ActorRef<Worker.Command> worker, String lane) implements Command {}
@@ -32,26 +33,12 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     enum Wake implements Command { INSTANCE }
 
     /** Everything the supervisor needs for one merge. */
-    record Job(StagedOutput staged,
-               List<Device> devices, SharedBudget budget, int chunkElements, long retainBytes,
+    record Job(StagedOutput staged, List<Device> devices, SharedBudget budget, Sizing sizing,
                Executor io, BufferPool pool, Consumer<Progress> progress, CompletableFuture<Progress> result) {}
 
     private final Job job;
-    /** Tasks still to run: a tensor, or a part of one. */
-    private final List<StagedOutput.Task> tasks = new java.util.ArrayList<>();
-    private final int[] partsLeft;
-    private final long[] estimate;
-    private final Deque<Integer> queue = new ArrayDeque<>();
-    private final Deque<ActorRef<Worker.Command>> idle = new ArrayDeque<>();
-    private final long started = System.nanoTime();
-    private final long inputTotal;
-    private long inFlightBytes;
-    private int running;
-    private int done;
-    private int tensorsLeft;
-    private int resumed;
-    private long inputDone;
-    private final java.util.Map<String, Integer> byLane = new java.util.TreeMap<>();
+    private final WorkState<ActorRef<Worker.Command>> state;
+    private final WorkState.Admission admission;
     private boolean failed;
     private final Runnable wake;
 
@@ -62,35 +49,17 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     private MergeSupervisor(ActorContext<Command> ctx, Job job) {
         super(ctx);
         this.job = job;
-        List<PlannedTensor> tensors = job.staged().plan().tensors();
-        this.partsLeft = new int[tensors.size()];
-        long total = 0;
-        java.util.List<Long> est = new java.util.ArrayList<>();
-        for (StagedOutput.Task t : job.staged().allTasks(job.chunkElements(), job.devices().size())) {
-            if (job.staged().isDone(t)) {
-                resumed++;
-                continue;
-            }
-            queue.add(tasks.size());
-            tasks.add(t);
-            est.add(job.staged().memoryEstimate(t, job.chunkElements(), job.retainBytes()));
-        }
-        for (int i = 0; i < tensors.size(); i++) total += tensors.get(i).inputBytes();
-        for (StagedOutput.Task t : tasks) partsLeft[t.tensor()]++;
-        // A tensor whose every part an interrupted run already wrote is done.
-        for (int left : partsLeft) if (left == 0) done++;
-        this.estimate = est.stream().mapToLong(Long::longValue).toArray();
-        this.inputTotal = total;
+        // A local task fails the merge at its first failure; local lanes have no deadline.
+        this.state = job.staged().schedule(job.sizing(), job.devices().size(), 1, WorkState.Deadline.NONE, System.nanoTime());
+        this.admission = (bytes, nothingRunning) -> job.budget().tryTake(bytes, nothingRunning);
         ActorRef<Command> self = ctx.getSelf();
         this.wake = () -> self.tell(Wake.INSTANCE);
         job.budget().onRelease(wake);
-        this.tensorsLeft = tensors.size() - done;
-        if (queue.isEmpty()) {
-            job.result().complete(snapshot());
-        }
+        if (state.queueEmpty()) job.result().complete(state.progress(System.nanoTime()));
         int w = 0;
         for (Device d : job.devices()) {
-            ctx.spawn(Worker.create(ctx.getSelf(), job.staged().writer(), job.staged().journal(), d, job.chunkElements(), job.retainBytes(), job.io(), job.pool()), "worker-" + (w++));
+            ctx.spawn(Worker.create(ctx.getSelf(), job.staged().writer(), job.staged().journal(), d, job.sizing(), job.io(), job.pool()),
+                    "worker-" + (w++), Props.empty());
         }
     }
 
@@ -98,9 +67,9 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(RequestWork.class, r -> {
-                    idle.add(r.worker());
+                    state.ready(r.worker());
                     dispatch();
-                    if (tensorsLeft == 0 && running == 0) {
+                    if (state.allDone() && state.running() == 0) {
                         job.budget().remove(wake);
                         return Behaviors.stopped(); // everything was written by an earlier, interrupted run
                     }
@@ -111,21 +80,13 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                     return this;
                 })
                 .onMessage(TaskDone.class, d -> {
-                    running--;
-                    inFlightBytes -= estimate[d.taskId()];
-                    job.budget().give(estimate[d.taskId()]);
-                    StagedOutput.Task task = tasks.get(d.taskId());
-                    PlannedTensor t = job.staged().plan().tensors().get(task.tensor());
-                    byLane.merge(d.lane(), 1, Integer::sum);
-                    inputDone += t.numel() == 0 ? t.inputBytes() : (long) (t.inputBytes() * ((task.to() - task.from()) / (double) t.numel()));
-                    if (--partsLeft[task.tensor()] == 0) {
-                        done++;
-                        tensorsLeft--;
-                    }
-                    Progress p = snapshot();
+                    long bytes = state.entry(d.taskId()).memoryBytes();
+                    if (!state.finished(d.taskId(), d.worker())) return this;
+                    job.budget().give(bytes);
+                    state.confirmed(d.taskId(), d.lane()); // the lane journaled the part's CRC itself
+                    Progress p = state.progress(System.nanoTime());
                     if (job.progress() != null) job.progress().accept(p);
-                    idle.add(d.worker());
-                    if (tensorsLeft == 0) {
+                    if (state.allDone()) {
                         job.budget().remove(wake);
                         job.result().complete(p);
                         return Behaviors.stopped();
@@ -136,7 +97,7 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
                 .onMessage(TaskFailed.class, f -> {
                     failed = true;
                     job.budget().remove(wake);
-                    job.budget().give(inFlightBytes);
+                    job.budget().give(state.inFlightBytes());
                     job.result().completeExceptionally(f.error());
                     return Behaviors.stopped();
                 })
@@ -144,21 +105,11 @@ final class MergeSupervisor extends AbstractBehavior<MergeSupervisor.Command> {
     }
 
     private void dispatch() {
-        while (!failed && !idle.isEmpty() && !queue.isEmpty()) {
-            int next = queue.peek();
-            if (!job.budget().tryTake(estimate[next], running == 0)) return;
-            queue.poll();
-            running++;
-            inFlightBytes += estimate[next];
-            StagedOutput.Task task = tasks.get(next);
-            idle.poll().tell(new Worker.Assign(next, job.staged().plan().tensors().get(task.tensor()), task.from(), task.to()));
+        if (failed) return;
+        for (WorkState.Assignment<ActorRef<Worker.Command>> a : state.dispatch(System.nanoTime(), admission)) {
+            Task t = a.task();
+            a.lane().tell(new Worker.Assign(a.taskId(), job.staged().plan().tensors().get(t.tensor()), t.from(), t.to()));
         }
-        if (queue.isEmpty()) {
-            while (!idle.isEmpty()) idle.poll().tell(Worker.NoMoreWork.INSTANCE);
-        }
-    }
-
-    private Progress snapshot() {
-        return new Progress(done, partsLeft.length, inputDone, inputTotal, System.nanoTime() - started, java.util.Map.copyOf(byLane), resumed);
+        for (ActorRef<Worker.Command> idle : state.dismissIdle()) idle.tell(Worker.NoMoreWork.INSTANCE);
     }
 }

@@ -40,8 +40,4 @@ final class SharedBudget {
     void remove(Runnable r) {
         waiters.remove(r);
     }
-
-    long limit() {
-        return limit;
-    }
 }

@@ -21,13 +21,6 @@ import org.mergeengine.plan.PlannedTensor;
  * cluster coordinator) decides which parts to run; this class only knows what is done.
  */
 public final class StagedOutput implements AutoCloseable {
-    /** A unit of work: elements [from, to) of the plan's tensor number {@code tensor}. */
-    public record Task(int tensor, long from, long to) {
-        String key(MergePlan plan) {
-            return plan.tensors().get(tensor).name() + "@" + from + "-" + to;
-        }
-    }
-
     private final MergePlan plan;
     private final Path out;
     private final Path tmp;
@@ -107,10 +100,10 @@ public final class StagedOutput implements AutoCloseable {
      * this way has the bytes of an unsplit run, so any split resumes any other's journal entries
      * only when the boundaries agree).
      */
-    public List<Task> allTasks(int chunkElements, int lanes) {
+    public List<Task> allTasks(Sizing sizing, int lanes) {
         List<Task> all = new ArrayList<>();
         for (int i = 0; i < plan.tensors().size(); i++) {
-            for (long[] p : TensorJob.parts(plan.tensors().get(i), chunkElements, lanes)) all.add(new Task(i, p[0], p[1]));
+            for (long[] p : sizing.parts(plan.tensors().get(i), lanes)) all.add(new Task(i, p[0], p[1]));
         }
         return all;
     }
@@ -119,9 +112,31 @@ public final class StagedOutput implements AutoCloseable {
         return alreadyDone.contains(t.key(plan));
     }
 
-    /** Bytes of heap a task holds at most while it runs. */
-    public long memoryEstimate(Task t, int chunkElements, long retainBytes) {
-        return TensorJob.memoryEstimate(plan.tensors().get(t.tensor()), chunkElements, retainBytes);
+    /**
+     * The scheduling state of the parts still to write (split for {@code lanes} lanes), each sized
+     * by {@code sizing} from its method's kernel traits.
+     */
+    public <L> WorkState<L> schedule(Sizing sizing, int lanes, int maxAttempts, WorkState.Deadline deadline, long now) {
+        List<PlannedTensor> tensors = plan.tensors();
+        List<WorkState.Entry> parts = new ArrayList<>();
+        int[] partsLeft = new int[tensors.size()];
+        long[] memory = new long[tensors.size()];
+        int resumed = 0;
+        long inputTotal = 0;
+        for (PlannedTensor t : tensors) inputTotal += t.inputBytes();
+        for (Task task : allTasks(sizing, lanes)) {
+            if (isDone(task)) {
+                resumed++;
+                continue;
+            }
+            PlannedTensor t = tensors.get(task.tensor());
+            if (partsLeft[task.tensor()]++ == 0) memory[task.tensor()] = sizing.memoryEstimate(t);
+            long input = t.numel() == 0 ? t.inputBytes() : (long) (t.inputBytes() * ((task.to() - task.from()) / (double) t.numel()));
+            parts.add(new WorkState.Entry(task, input, memory[task.tensor()]));
+        }
+        int tensorsDone = 0;
+        for (int left : partsLeft) if (left == 0) tensorsDone++;
+        return new WorkState<>(parts, tensors.size(), inputTotal, tensorsDone, resumed, maxAttempts, deadline, now);
     }
 
     /** Re-reads a part written elsewhere (another node) and checks it against the CRC32 its writer reported. */

@@ -5,6 +5,8 @@ import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.Done;
 import org.apache.pekko.stream.Materializer;
 import org.mergeengine.MergeException;
 import org.mergeengine.formats.SafetensorsWriter;
@@ -18,19 +20,17 @@ import org.mergeengine.plan.MergePlan;
 public final class TaskRunner implements AutoCloseable {
     private final MergePlan plan;
     private final SafetensorsWriter writer;
-    private final int chunkElements;
-    private final long retainBytes;
+    private final Sizing sizing;
     private final Executor io;
     private final BufferPool pool;
     private final SharedBudget budget;
-    private final java.util.concurrent.atomic.AtomicInteger running = new java.util.concurrent.atomic.AtomicInteger();
-    private final java.util.concurrent.atomic.AtomicInteger peak = new java.util.concurrent.atomic.AtomicInteger();
+    private final AtomicInteger running = new AtomicInteger();
+    private final AtomicInteger peak = new AtomicInteger();
 
-    private TaskRunner(MergePlan plan, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool, SharedBudget budget) {
+    private TaskRunner(MergePlan plan, SafetensorsWriter writer, Sizing sizing, Executor io, BufferPool pool, SharedBudget budget) {
         this.plan = plan;
         this.writer = writer;
-        this.chunkElements = chunkElements;
-        this.retainBytes = retainBytes;
+        this.sizing = sizing;
         this.io = io;
         this.pool = pool;
         this.budget = budget;
@@ -40,8 +40,9 @@ public final class TaskRunner implements AutoCloseable {
     public static TaskRunner attach(MergePlan plan, Path tmp, int chunkElements, long maxMemoryBytes, int lanes, MergeEngine engine) {
         try {
             SafetensorsWriter w = SafetensorsWriter.resume(tmp, plan.layout());
-            return new TaskRunner(plan, w, chunkElements, MergeEngine.retainBytes(maxMemoryBytes, lanes), engine.io(),
-                    MergeEngine.pool(maxMemoryBytes, MergeEngine.retainBytes(maxMemoryBytes, lanes)), engine.budget(maxMemoryBytes));
+            long retain = MergeEngine.retainBytes(maxMemoryBytes, lanes);
+            return new TaskRunner(plan, w, new Sizing(chunkElements, retain), engine.io(), MergeEngine.pool(maxMemoryBytes, retain),
+                    engine.budget(maxMemoryBytes));
         } catch (IOException e) {
             throw MergeException.user("cannot open the shared output shards in " + tmp + " (" + e.getMessage()
                     + "); every node must see the output folder at the same path");
@@ -61,7 +62,7 @@ public final class TaskRunner implements AutoCloseable {
     public CompletionStage<Long> run(int tensor, long from, long to, Device device, Materializer mat) {
         // The node's memory budget, shared with its local merges: a task waits for its bytes unless
         // nothing of this job runs here (so every job progresses).
-        long bytes = TensorJob.memoryEstimate(plan.tensors().get(tensor), chunkElements, retainBytes);
+        long bytes = sizing.memoryEstimate(plan.tensors().get(tensor));
         return memory(bytes).thenComposeAsync(v -> start(tensor, from, to, device, mat), io).whenComplete((c, e) -> {
             running.decrementAndGet();
             budget.give(bytes);
@@ -89,11 +90,11 @@ public final class TaskRunner implements AutoCloseable {
     }
 
     private CompletionStage<Long> start(int tensor, long from, long to, Device device, Materializer mat) {
-        TensorJob job;
-        CompletionStage<org.apache.pekko.Done> done;
+        TaskPipeline task;
+        CompletionStage<Done> done;
         try {
-            job = new TensorJob(plan.tensors().get(tensor), from, to, writer, chunkElements, retainBytes, io, pool);
-            done = job.on(device).run(mat);
+            task = new TaskPipeline(plan.tensors().get(tensor), from, to, writer, sizing, io, pool);
+            done = task.on(device).run(mat);
         } catch (RuntimeException e) {
             return CompletableFuture.failedFuture(e);
         }
@@ -103,7 +104,7 @@ public final class TaskRunner implements AutoCloseable {
             } catch (IOException e) {
                 throw new MergeException(MergeException.Kind.USER, "syncing the output shards in " + writer.dir() + " failed: " + e.getMessage(), e);
             }
-            return job.crc();
+            return task.crc();
         }, io);
     }
 

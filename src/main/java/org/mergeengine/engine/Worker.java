@@ -1,5 +1,6 @@
 package org.mergeengine.engine;
 
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
 import org.apache.pekko.Done;
@@ -16,7 +17,8 @@ import org.mergeengine.plan.PlannedTensor;
  * it is free, so a faster lane simply takes more tasks.
  */
 final class Worker {
-    interface Command {}
+    /** The worker's protocol: what its supervisor tells it, and its own task's end. */
+    sealed interface Command {}
 
     /** Elements [from, to) of a tensor to merge. */
     record Assign(int taskId, PlannedTensor tensor, long from, long to) implements Command {}
@@ -29,7 +31,7 @@ final class Worker {
     private Worker() {}
 
     static Behavior<Command> create(ActorRef<MergeSupervisor.Command> supervisor, SafetensorsWriter writer, Journal journal, Device device,
-                                    int chunkElements, long retainBytes, Executor io, BufferPool pool) {
+                                    Sizing sizing, Executor io, BufferPool pool) {
         return Behaviors.setup(ctx -> {
             Materializer mat = Materializer.createMaterializer(ctx);
             supervisor.tell(new MergeSupervisor.RequestWork(ctx.getSelf()));
@@ -38,17 +40,11 @@ final class Worker {
                         CompletionStage<Done> done;
                         long t0 = System.nanoTime();
                         try {
-                            done = new TensorJob(a.tensor(), a.from(), a.to(), writer, chunkElements, retainBytes, io, pool).journal(journal).on(device).run(mat);
+                            done = new TaskPipeline(a.tensor(), a.from(), a.to(), writer, sizing, io, pool).journal(journal).on(device).run(mat);
                         } catch (RuntimeException e) {
-                            done = java.util.concurrent.CompletableFuture.failedFuture(e);
+                            done = CompletableFuture.failedFuture(e);
                         }
-                        done = done.thenCompose(d -> {
-                            java.time.Duration extra = device.extraAfter(System.nanoTime() - t0);
-                            if (extra.isZero()) return java.util.concurrent.CompletableFuture.completedFuture(d);
-                            return java.util.concurrent.CompletableFuture.supplyAsync(() -> d,
-                                    java.util.concurrent.CompletableFuture.delayedExecutor(extra.toNanos(), java.util.concurrent.TimeUnit.NANOSECONDS));
-                        });
-                        ctx.pipeToSelf(done, (ok, err) -> new Finished(a.taskId(), err));
+                        ctx.pipeToSelf(device.paced(done, t0), (ok, err) -> new Finished(a.taskId(), err));
                         return Behaviors.same();
                     })
                     .onMessage(Finished.class, f -> {
@@ -63,5 +59,4 @@ final class Worker {
                     .build();
         });
     }
-
 }

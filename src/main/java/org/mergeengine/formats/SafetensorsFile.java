@@ -44,7 +44,8 @@ public final class SafetensorsFile implements TensorFile {
     private final Map<String, TensorInfo> tensors;
     private final Map<String, String> metadata;
     private final MappedByteBuffer[] windows;
-    private volatile boolean mmapRefused;
+    /** Reads go through mmapped windows: turned on by the property or {@link #enableMmap}, off again when the filesystem refuses a mapping. */
+    private volatile boolean mmapOn;
 
     private SafetensorsFile(Path path, FileChannel channel, long fileSize, long dataStart,
                             Map<String, TensorInfo> tensors, Map<String, String> metadata) {
@@ -56,7 +57,7 @@ public final class SafetensorsFile implements TensorFile {
         this.metadata = metadata;
         long dataLen = fileSize - dataStart;
         this.windows = new MappedByteBuffer[(int) Math.max(1, (dataLen + WINDOW_STRIDE - 1) / WINDOW_STRIDE)];
-        this.mmapRefused = !Boolean.getBoolean(MMAP_PROPERTY);
+        this.mmapOn = Boolean.getBoolean(MMAP_PROPERTY);
     }
 
     public static SafetensorsFile open(Path path) {
@@ -225,7 +226,7 @@ public final class SafetensorsFile implements TensorFile {
             throw new IndexOutOfBoundsException(t.name() + ": read [" + offset + ", +" + length + ") outside " + t.byteSize() + " bytes");
         }
         long pos = t.begin() + offset; // relative to data start
-        if (length <= MAX_READ && !mmapRefused) {
+        if (length <= MAX_READ && mmapOn) {
             int w = (int) (pos / WINDOW_STRIDE);
             long wStart = (long) w * WINDOW_STRIDE;
             MappedByteBuffer win = window(w);
@@ -244,7 +245,7 @@ public final class SafetensorsFile implements TensorFile {
 
     /** Whether {@link #read} returns views of mapped memory (else callers should use {@link #readInto}). */
     public boolean mapped() {
-        return !mmapRefused;
+        return mmapOn;
     }
 
     /** Reads bytes {@code [offset, offset + dst.remaining())} of a tensor's data into {@code dst} (best with a direct buffer). */
@@ -263,7 +264,7 @@ public final class SafetensorsFile implements TensorFile {
 
     /** Reads through memory-mapped windows from now on (where the filesystem allows). */
     public void enableMmap() {
-        mmapRefused = false;
+        mmapOn = true;
     }
 
     private MappedByteBuffer window(int w) {
@@ -277,7 +278,7 @@ public final class SafetensorsFile implements TensorFile {
                 windows[w] = channel.map(FileChannel.MapMode.READ_ONLY, dataStart + start, Math.max(0, len));
             } catch (IOException | UnsupportedOperationException e) {
                 // Some filesystems (FUSE, network mounts) refuse mmap with ENODEV; plain reads still work.
-                mmapRefused = true;
+                mmapOn = false;
                 return null;
             }
             return windows[w];
@@ -286,7 +287,7 @@ public final class SafetensorsFile implements TensorFile {
 
     /** For tests: behave as on a filesystem that refuses mmap. */
     public void disableMmap() {
-        mmapRefused = true;
+        mmapOn = false;
     }
 
     @Override

@@ -8,7 +8,13 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.Executor;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Writes the shards of a {@link ShardLayout} into a folder. Each shard file is created at its
@@ -20,11 +26,11 @@ public final class SafetensorsWriter implements AutoCloseable {
     private final FileChannel[] channels;
     private final Path dir;
     /** Bytes written to each shard since its last background flush. */
-    private final java.util.concurrent.atomic.AtomicLong[] unflushed;
-    private final java.util.concurrent.atomic.AtomicBoolean[] flushing;
-    private volatile java.util.concurrent.Executor flusher;
+    private final AtomicLong[] unflushed;
+    private final AtomicBoolean[] flushing;
+    private volatile Executor flusher;
     /** One writing thread per shard, made at first use. */
-    private final java.util.concurrent.ExecutorService[] shardWriters;
+    private final ExecutorService[] shardWriters;
     static final long FLUSH_EVERY = 256L << 20;
 
     public SafetensorsWriter(Path dir, ShardLayout layout) throws IOException {
@@ -43,12 +49,12 @@ public final class SafetensorsWriter implements AutoCloseable {
         this.dir = dir;
         this.layout = layout;
         this.channels = new FileChannel[layout.shards().size()];
-        this.unflushed = new java.util.concurrent.atomic.AtomicLong[channels.length];
-        this.flushing = new java.util.concurrent.atomic.AtomicBoolean[channels.length];
-        this.shardWriters = new java.util.concurrent.ExecutorService[channels.length];
+        this.unflushed = new AtomicLong[channels.length];
+        this.flushing = new AtomicBoolean[channels.length];
+        this.shardWriters = new ExecutorService[channels.length];
         for (int i = 0; i < channels.length; i++) {
-            unflushed[i] = new java.util.concurrent.atomic.AtomicLong();
-            flushing[i] = new java.util.concurrent.atomic.AtomicBoolean();
+            unflushed[i] = new AtomicLong();
+            flushing[i] = new AtomicBoolean();
         }
         boolean ok = false;
         try {
@@ -59,7 +65,7 @@ public final class SafetensorsWriter implements AutoCloseable {
                     channels[i] = ch;
                     ByteBuffer head = ByteBuffer.allocate(s.header().length);
                     while (head.hasRemaining() && ch.read(head, head.position()) > 0) { }
-                    if (ch.size() != s.fileSize() || !java.util.Arrays.equals(head.array(), s.header())) {
+                    if (ch.size() != s.fileSize() || !Arrays.equals(head.array(), s.header())) {
                         throw new IOException(s.fileName() + " does not match the plan");
                     }
                     continue;
@@ -89,7 +95,7 @@ public final class SafetensorsWriter implements AutoCloseable {
         }
         int n = data.remaining();
         writeFully(channels[p.shard()], data, p.position() + offset);
-        java.util.concurrent.Executor f = flusher;
+        Executor f = flusher;
         if (f != null && unflushed[p.shard()].addAndGet(n) >= FLUSH_EVERY && flushing[p.shard()].compareAndSet(false, true)) {
             int shard = p.shard();
             unflushed[shard].set(0);
@@ -109,23 +115,23 @@ public final class SafetensorsWriter implements AutoCloseable {
      * Flushes written data to the disk in the background every {@value #FLUSH_EVERY} bytes per
      * shard, so that the disk writes while the merge computes instead of all at the end.
      */
-    public void flushInBackground(java.util.concurrent.Executor executor) {
+    public void flushInBackground(Executor executor) {
         this.flusher = executor;
     }
 
     /**
      * Where writes of tensor {@code name} should run: the one thread of its shard. Several threads
-     * writing into one file contend for its inode lock, and once the page cache is full (models
-     * larger than the free memory) that made large merges up to 1.7x slower to write than one
-     * thread per file; different shards still write in parallel.
+     * writing into one file contend for its inode lock, which slowed the writes of large merges
+     * once the page cache was full (models larger than the free memory); different shards still
+     * write in parallel.
      */
-    public synchronized java.util.concurrent.Executor executorFor(String name) {
+    public synchronized Executor executorFor(String name) {
         ShardLayout.Placement p = layout.placement(name);
         if (p == null) throw new IllegalArgumentException("tensor " + name + " is not in the output layout");
         int shard = p.shard();
         if (shardWriters[shard] == null) {
             String threadName = "shard-writer-" + (shard + 1);
-            shardWriters[shard] = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+            shardWriters[shard] = Executors.newSingleThreadExecutor(r -> {
                 Thread t = new Thread(r, threadName);
                 t.setDaemon(true);
                 return t;
@@ -155,7 +161,7 @@ public final class SafetensorsWriter implements AutoCloseable {
     @Override
     public void close() {
         synchronized (this) {
-            for (java.util.concurrent.ExecutorService e : shardWriters) if (e != null) e.shutdown();
+            for (ExecutorService e : shardWriters) if (e != null) e.shutdown();
         }
         for (FileChannel ch : channels) {
             if (ch == null) continue;
@@ -174,13 +180,7 @@ public final class SafetensorsWriter implements AutoCloseable {
     }
 
     /** A whole tensor held in memory, for small files (tests, adapters, example models). */
-    public record TensorData(String name, DType dtype, long[] shape, byte[] bytes) {
-        public static TensorData ofFloats(String name, DType dtype, long[] shape, float[] values) {
-            ByteBuffer b = ByteBuffer.allocate(values.length * dtype.size());
-            org.mergeengine.tensor.Convert.encode(dtype, values, 0, values.length, b);
-            return new TensorData(name, dtype, shape, b.array());
-        }
-    }
+    public record TensorData(String name, DType dtype, long[] shape, byte[] bytes) {}
 
     /** Writes one unsharded file through a temporary sibling and a rename. */
     public static void writeFile(Path file, List<TensorData> tensors) throws IOException {

@@ -75,10 +75,6 @@ public final class HubCache {
         return Files.exists(file(repo, commit, file));
     }
 
-    public boolean knownMissing(String repo, String commit, String file) {
-        return Files.exists(repoDir(repo).resolve(".no_exist").resolve(commit).resolve(RepoPaths.checkFile(repo, file)));
-    }
-
     public void markMissing(String repo, String commit, String file) throws IOException {
         Path p = repoDir(repo).resolve(".no_exist").resolve(commit).resolve(RepoPaths.checkFile(repo, file));
         Files.createDirectories(p.getParent());

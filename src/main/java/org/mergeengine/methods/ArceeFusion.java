@@ -23,6 +23,11 @@ public final class ArceeFusion implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return KernelTraits.streamed().withAlignment(ctx.rowLength()).withPasses(2);
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         return new Kernel(ctx.baseIndex(), ctx.others()[0], (int) ctx.rowLength(), ctx.numel());
     }
@@ -38,7 +43,7 @@ public final class ArceeFusion implements MergeMethod {
         private static final double[] QUARTILES = {0.25, 0.5, 0.75};
         private final int ia, ib, row;
         private final long numel;
-        /** Each row's KL, and the first pass's histogram: made at the first pass, as the engine also builds kernels only to ask their properties. */
+        /** Each row's KL, and the first pass's histogram: made at the first pass. */
         private double[] kl;
         private final long[] rank = new long[3];
         private final int[] bucket = new int[3];
@@ -59,8 +64,6 @@ public final class ArceeFusion implements MergeMethod {
             for (int q = 0; q < 3; q++) rank[q] = (long) Math.floor(QUARTILES[q] * (numel - 1));
         }
 
-        @Override public long alignment() { return row; }
-        @Override public int reductionPasses() { return 2; }
 
         private float importance(float a, float b, double rowKl) {
             return (float) (Math.abs(b - a) * rowKl);

@@ -5,10 +5,10 @@ final class Copy {
     private Copy() {}
 
     static TensorKernel of(int input) {
-        return new TensorKernel() {
-            @Override public void compute(Chunk c, float[] out) { System.arraycopy(c.in[input], 0, out, 0, c.length); }
-            @Override public boolean elementwise() { return true; }
-            @Override public boolean isIdentity() { return input == 0; }
-        };
+        return (c, out) -> System.arraycopy(c.in[input], c.offset, out, 0, c.length);
+    }
+
+    static KernelTraits traits(int input) {
+        return KernelTraits.copyOf(input);
     }
 }

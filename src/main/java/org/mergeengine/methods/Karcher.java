@@ -1,5 +1,6 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -18,6 +19,11 @@ public final class Karcher implements MergeMethod {
     @Override
     public List<ParamSpec> parameters() {
         return List.of(ParamSpec.global("max_iter", 10), ParamSpec.global("tol", 1e-5));
+    }
+
+    @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return ctx.inputCount() == 1 ? Copy.traits(0) : KernelTraits.streamed().withPasses(1);
     }
 
     @Override
@@ -52,8 +58,6 @@ public final class Karcher implements MergeMethod {
             this.g = new double[n][n];
             this.coef = new double[n];
         }
-
-        @Override public int reductionPasses() { return 1; }
 
         @Override
         public void reduce(int pass, Chunk c) {
@@ -94,12 +98,12 @@ public final class Karcher implements MergeMethod {
             double[] u = new double[n];
             for (int i = 0; i < n; i++) if (norm[i] > tol) u[i] = alpha;
             if (!normalize(u)) {
-                java.util.Arrays.fill(u, 0);
+                Arrays.fill(u, 0);
                 u[first] = 1;
             }
             double[] t = new double[n];
             for (int it = 0; it < maxIter; it++) {
-                java.util.Arrays.fill(t, 0);
+                Arrays.fill(t, 0);
                 for (int i = 0; i < n; i++) {
                     if (norm[i] <= tol) continue;
                     double dot = 0;

@@ -17,10 +17,9 @@ public final class KernelContext {
     private final Map<String, Double> globals;
     private final Map<String, double[]> perModel;
     private final long seed;
-    private final boolean embedding;
 
     public KernelContext(String methodName, String tensorName, long[] shape, List<String> inputModels, int baseIndex,
-                         Map<String, Double> globals, Map<String, double[]> perModel, long seed, boolean embedding) {
+                         Map<String, Double> globals, Map<String, double[]> perModel, long seed) {
         this.methodName = methodName;
         this.tensorName = tensorName;
         this.shape = shape;
@@ -29,7 +28,6 @@ public final class KernelContext {
         this.globals = globals;
         this.perModel = perModel;
         this.seed = seed;
-        this.embedding = embedding;
     }
 
     public String method() { return methodName; }
@@ -40,7 +38,6 @@ public final class KernelContext {
     public int baseIndex() { return baseIndex; }
     public boolean hasBase() { return baseIndex >= 0; }
     public long seed() { return seed; }
-    public boolean isEmbedding() { return embedding; }
 
     public long numel() {
         long n = 1;

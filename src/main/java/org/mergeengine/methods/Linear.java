@@ -22,6 +22,11 @@ public final class Linear implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return KernelTraits.perElement();
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         int n = ctx.inputCount();
         float[] w = new float[n];
@@ -29,7 +34,7 @@ public final class Linear implements MergeMethod {
         for (int i = 0; i < n; i++) sum += ctx.model("weight", i);
         double div = ctx.flag("normalize") ? sum : 1.0;
         for (int i = 0; i < n; i++) w[i] = (float) (ctx.model("weight", i) / div);
-        return TensorKernel.ofElementwise((c, out) -> {
+        return (c, out) -> {
             float[] x0 = c.in[0];
             float w0 = w[0];
             for (int j = 0; j < c.length; j++) out[j] = w0 * x0[j];
@@ -38,7 +43,7 @@ public final class Linear implements MergeMethod {
                 float wi = w[i];
                 for (int j = 0; j < c.length; j++) out[j] += wi * x[j];
             }
-        });
+        };
     }
 
     static void requireExactly(String method, int want, int others, String yamlPath) {

@@ -1,5 +1,7 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
+import org.mergeengine.MergeException;
 import org.mergeengine.tensor.FloatBits;
 
 /**
@@ -19,7 +21,7 @@ final class MagnitudeSelector {
     private final boolean largest;
     private final boolean lowIndexFirst;
     /** int counts: half the cache footprint of longs (the increments land at random, so that is what costs). */
-    private int[] hist; // allocated at the first count: the engine also builds kernels only to ask their properties
+    private int[] hist; // allocated at the first count: a selection that never counts (k known to be 0 or n) holds none
     private int bucket;
     private long beyond;        // members strictly beyond the cut bucket, then beyond the exact cut value
     private int cut;            // the magnitude bits at the cut
@@ -32,7 +34,7 @@ final class MagnitudeSelector {
 
     MagnitudeSelector(long k, long n, boolean largest, boolean lowIndexFirst) {
         if (n > Integer.MAX_VALUE) {
-            throw new org.mergeengine.MergeException(org.mergeengine.MergeException.Kind.USER,
+            throw new MergeException(MergeException.Kind.USER,
                     "a tensor of " + n + " elements is too large for top-k selection (at most " + Integer.MAX_VALUE + ")");
         }
         this.k = k;
@@ -99,7 +101,7 @@ final class MagnitudeSelector {
         }
         bucket = b;
         beyond = cum;
-        java.util.Arrays.fill(hist, 0);
+        Arrays.fill(hist, 0);
     }
 
     void countLow(float[] v, int len) {
@@ -157,7 +159,7 @@ final class MagnitudeSelector {
      */
     void fill(float[] v, int len, int[] out) {
         if (none || all) {
-            java.util.Arrays.fill(out, 0, len, all ? -1 : 0);
+            Arrays.fill(out, 0, len, all ? -1 : 0);
             return;
         }
         int c = cut;

@@ -58,7 +58,13 @@ public interface MergeMethod {
     /** Parameter-range checks for one tensor (called while planning). */
     default void checkParameters(KernelContext ctx) throws ConfigException {}
 
-    /** The kernel for one tensor; the engine calls it once per tensor, on a worker. */
+    /**
+     * What the kernel for one tensor needs (chunking, passes, elementwise, identity), without
+     * building it: no allocation, no state. Planning and scheduling read this.
+     */
+    KernelTraits traits(KernelContext ctx);
+
+    /** The kernel for one tensor; the engine builds it once per task, in the task that runs it. */
     TensorKernel kernel(KernelContext ctx);
 
     /** A one-line description for the README table and the model card. */

@@ -40,6 +40,11 @@ public final class MethodRegistry {
         METHODS.put(m.name(), m);
     }
 
+    /** Takes a method out again (a test's own method, once the test is done). */
+    static void unregister(String name) {
+        METHODS.remove(name);
+    }
+
     public static Map<String, MergeMethod> all() {
         return Collections.unmodifiableMap(METHODS);
     }

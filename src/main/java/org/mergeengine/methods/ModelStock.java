@@ -23,6 +23,11 @@ public final class ModelStock implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return ctx.flag("filter_wise") ? KernelTraits.streamed().withAlignment(ctx.rowLength()) : KernelTraits.streamed().withPasses(1);
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         int base = ctx.baseIndex();
         int[] o = ctx.others();
@@ -32,9 +37,6 @@ public final class ModelStock implements MergeMethod {
         return new TensorKernel() {
             final double[][] dots = new double[n][n]; // whole-tensor mode: <o_i, o_j>, norms on the diagonal
             float t;
-
-            @Override public int reductionPasses() { return rows ? 0 : 1; }
-            @Override public long alignment() { return rows ? rowLen : 1; }
 
             @Override
             public void reduce(int pass, Chunk c) {

@@ -1,5 +1,6 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
 import java.util.List;
 import org.mergeengine.MergeException;
 
@@ -19,6 +20,12 @@ public final class MultiSlerp implements MergeMethod {
     @Override
     public List<ParamSpec> parameters() {
         return List.of(ParamSpec.requiredPerModel("weight"), ParamSpec.global("normalize_weights", 1), ParamSpec.global("eps", 1e-8));
+    }
+
+    @Override
+    public KernelTraits traits(KernelContext ctx) {
+        int[] o = ctx.others();
+        return o.length == 1 && !ctx.hasBase() ? Copy.traits(o[0]) : KernelTraits.streamed().withPasses(2);
     }
 
     @Override
@@ -66,8 +73,6 @@ public final class MultiSlerp implements MergeMethod {
             this.f = new double[n];
         }
 
-        @Override public int reductionPasses() { return 2; }
-
         private void load(Chunk c) {
             int len = c.length, off = c.offset;
             if (x.length != n || x[0].length < len) {
@@ -86,7 +91,7 @@ public final class MultiSlerp implements MergeMethod {
 
         /** acc[j] = m_j = sum_i w_i u_ij, before it is normalised. */
         private void m(int len) {
-            java.util.Arrays.fill(acc, 0, len, 0);
+            Arrays.fill(acc, 0, len, 0);
             for (int i = 0; i < n; i++) {
                 float[] xi = x[i];
                 double fi = f[i];

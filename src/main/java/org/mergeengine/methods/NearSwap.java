@@ -21,16 +21,21 @@ public final class NearSwap implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return KernelTraits.perElement();
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         int a = ctx.baseIndex(), b = ctx.others()[0];
         float t = (float) ctx.global("t");
-        return TensorKernel.ofElementwise((c, out) -> {
+        return (c, out) -> {
             float[] x = c.in[a], y = c.in[b];
             for (int j = 0; j < c.length; j++) {
                 float w = t / Math.max(Math.abs(x[j] - y[j]), 1e-6f);
                 w = Math.min(1f, Math.max(0f, w));
                 out[j] = w * y[j] + (1 - w) * x[j];
             }
-        });
+        };
     }
 }

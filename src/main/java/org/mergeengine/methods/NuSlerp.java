@@ -31,17 +31,26 @@ public final class NuSlerp implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        int[] o = ctx.others();
+        if (o.length == 1) return Copy.traits(o[0]);
+        return KernelTraits.streamed().withAlignment(ctx.rowLength()).withPasses(vectors(ctx) > 0 ? 1 : 0);
+    }
+
+    /** One vector per tensor, per column (a slice along the first dimension), or per row (0: rows, each within a chunk). */
+    private static int vectors(KernelContext ctx) {
+        boolean flatten = ctx.flag("nuslerp_flatten"), colWise = !flatten && ctx.flag("nuslerp_row_wise");
+        return flatten || (colWise && ctx.shape().length < 2) ? 1 : colWise ? (int) ctx.rowLength() : 0;
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         int[] o = ctx.others();
         if (o.length == 1) return Copy.of(o[0]);
         int base = ctx.baseIndex();
         double w1 = ctx.model("weight", o[0]), w2 = ctx.model("weight", o[1]);
         double t = Math.abs(w1 + w2) < 1e-6 ? 0.5 : w2 / (w1 + w2);
-        boolean flatten = ctx.flag("nuslerp_flatten"), colWise = !flatten && ctx.flag("nuslerp_row_wise");
-        int rowLen = (int) ctx.rowLength();
-        // one vector per tensor, per column (a slice along the first dimension), or per row
-        int vectors = flatten || (colWise && ctx.shape().length < 2) ? 1 : colWise ? rowLen : 0;
-        return new Kernel(o[0], o[1], base, t, rowLen, vectors);
+        return new Kernel(o[0], o[1], base, t, (int) ctx.rowLength(), vectors(ctx));
     }
 
     /**
@@ -52,9 +61,9 @@ public final class NuSlerp implements MergeMethod {
     private static final class Kernel implements TensorKernel {
         private final int x1, x2, base, rowLen, vectors;
         private final double t;
-        /** Per vector: the sums, then the two coefficients; made at the first use, as the engine also builds kernels only to ask their properties. */
-        private double[] na, nb, dot;
-        private float[] ca, cb;
+        /** Per vector: the sums, then the two coefficients. */
+        private final double[] na, nb, dot;
+        private final float[] ca, cb;
 
         Kernel(int x1, int x2, int base, double t, int rowLen, int vectors) {
             this.x1 = x1;
@@ -63,10 +72,6 @@ public final class NuSlerp implements MergeMethod {
             this.t = t;
             this.rowLen = rowLen;
             this.vectors = vectors;
-        }
-
-        private void allocate() {
-            if (na != null) return;
             int v = Math.max(1, vectors);
             na = new double[v];
             nb = new double[v];
@@ -74,9 +79,6 @@ public final class NuSlerp implements MergeMethod {
             ca = new float[v];
             cb = new float[v];
         }
-
-        @Override public long alignment() { return rowLen; }
-        @Override public int reductionPasses() { return vectors > 0 ? 1 : 0; }
 
         private float a(Chunk c, int j) {
             return c.in[x1][c.offset + j] - (base >= 0 ? c.in[base][c.offset + j] : 0f);
@@ -93,7 +95,6 @@ public final class NuSlerp implements MergeMethod {
 
         @Override
         public void reduce(int pass, Chunk c) {
-            allocate();
             for (int j = 0; j < c.length; j++) {
                 int v = vector(j);
                 float a = a(c, j), b = b(c, j);
@@ -105,7 +106,6 @@ public final class NuSlerp implements MergeMethod {
 
         @Override
         public void endPass(int pass) {
-            allocate();
             for (int v = 0; v < vectors; v++) coefficients(na[v], nb[v], dot[v], v);
         }
 
@@ -124,7 +124,6 @@ public final class NuSlerp implements MergeMethod {
 
         @Override
         public void compute(Chunk c, float[] out) {
-            allocate();
             int len = c.length;
             if (vectors == 0) {
                 for (int r0 = 0; r0 < len; r0 += rowLen) {

@@ -20,19 +20,22 @@ public final class Passthrough implements MergeMethod {
     }
 
     @Override
-    public TensorKernel kernel(KernelContext ctx) {
+    public KernelTraits traits(KernelContext ctx) {
+        return unscaled(ctx) ? Copy.traits(0) : KernelTraits.perElement();
+    }
+
+    private static boolean unscaled(KernelContext ctx) {
         double s = ctx.model("scale", 0);
-        if (Double.isNaN(s) || s == 1.0) {
-            return new TensorKernel() {
-                @Override public void compute(Chunk c, float[] out) { System.arraycopy(c.in[0], 0, out, 0, c.length); }
-                @Override public boolean isIdentity() { return true; }
-                @Override public boolean elementwise() { return true; }
-            };
-        }
-        float f = (float) s;
-        return TensorKernel.ofElementwise((c, out) -> {
+        return Double.isNaN(s) || s == 1.0;
+    }
+
+    @Override
+    public TensorKernel kernel(KernelContext ctx) {
+        if (unscaled(ctx)) return Copy.of(0);
+        float f = (float) ctx.model("scale", 0);
+        return (c, out) -> {
             float[] x = c.in[0];
             for (int j = 0; j < c.length; j++) out[j] = x[j] * f;
-        });
+        };
     }
 }

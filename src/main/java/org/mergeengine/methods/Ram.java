@@ -1,5 +1,6 @@
 package org.mergeengine.methods;
 
+import java.util.Arrays;
 import java.util.List;
 import org.mergeengine.config.ConfigException;
 
@@ -33,6 +34,12 @@ public final class Ram implements MergeMethod {
         if (!hasBase) throw new ConfigException(yamlPath.isEmpty() ? "base_model" : yamlPath, name() + " needs base_model");
     }
 
+    /** Each output element reads only the same element of the inputs (ramplus_tl's boosts are per tensor). */
+    @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return KernelTraits.perElement().withPasses(plus ? 1 : 0);
+    }
+
     @Override
     public TensorKernel kernel(KernelContext ctx) {
         int base = ctx.baseIndex();
@@ -45,12 +52,9 @@ public final class Ram implements MergeMethod {
             final float[] boost = new float[n];
 
             {
-                java.util.Arrays.fill(boost, 1f);
+                Arrays.fill(boost, 1f);
             }
 
-            @Override public int reductionPasses() { return plus ? 1 : 0; }
-            /** Each output element reads only the same element of the inputs (ramplus_tl's boosts are per tensor). */
-            @Override public boolean elementwise() { return true; }
 
             @Override
             public void reduce(int pass, Chunk c) {

@@ -28,6 +28,12 @@ public final class Sce implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        if (ctx.others().length == 0) return Copy.traits(ctx.baseIndex());
+        return KernelTraits.streamed().withPasses(ctx.global("select_topk") < 1 ? 3 : 1);
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         int base = ctx.baseIndex();
         int[] o = ctx.others();
@@ -64,8 +70,6 @@ public final class Sce implements MergeMethod {
             this.omega = new double[n];
             if (selects) sel = MagnitudeSelector.deferred(numel, true, true);
         }
-
-        @Override public int reductionPasses() { return selects ? 3 : 1; }
 
         /** Elements per step: the task vectors, variances and sums of a block stay in the cache. */
         private static final int BLOCK = 8192;

@@ -23,6 +23,11 @@ public final class Slerp implements MergeMethod {
     }
 
     @Override
+    public KernelTraits traits(KernelContext ctx) {
+        return ctx.inputCount() == 1 ? Copy.traits(0) : KernelTraits.streamed().withPasses(1);
+    }
+
+    @Override
     public TensorKernel kernel(KernelContext ctx) {
         if (ctx.inputCount() == 1) return Copy.of(0);
         return new Kernel(ctx.baseIndex(), ctx.others()[0], ctx.global("t"));
@@ -46,8 +51,6 @@ public final class Slerp implements MergeMethod {
         /** The coefficient of the base in R = c0 v0 + c1 v1 (valid after the reduction pass). */
         public float c0() { return c0; }
         public float c1() { return c1; }
-
-        @Override public int reductionPasses() { return 1; }
 
         @Override
         public void reduce(int pass, Chunk c) {

@@ -1,8 +1,12 @@
 package org.mergeengine.methods;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import org.mergeengine.config.ConfigException;
+import org.mergeengine.tensor.CounterRandom;
 
 /**
  * The task-vector family ("generalized task arithmetic"): task_arithmetic, ties, dare_ties,
@@ -92,6 +96,28 @@ public final class TaskArithmetic implements MergeMethod {
         }
     }
 
+    /**
+     * Elementwise without sparsification (every step then is per element); magnitude selections
+     * (ties, breadcrumbs) take two counting passes, the L1 rescale of a sparsified model one more;
+     * DELLA ranks within whole rows.
+     */
+    @Override
+    public KernelTraits traits(KernelContext ctx) {
+        boolean anySelect = false, anySparse = false;
+        for (int i : ctx.others()) {
+            Sparsifier s = sparsifierOf(ctx, i);
+            anySelect |= s == Sparsifier.MAGNITUDE || s == Sparsifier.OUTLIERS;
+            anySparse |= s != Sparsifier.NONE;
+        }
+        int passes = (anySelect ? 2 : 0) + (ctx.flag("rescale") && anySparse ? 1 : 0);
+        return new KernelTraits(false, sparsifier == Sparsifier.DELLA ? ctx.rowLength() : 1, passes, !anySparse, false);
+    }
+
+    /** Model {@code i}'s sparsifier for this tensor: none when it keeps everything. */
+    private Sparsifier sparsifierOf(KernelContext ctx, int i) {
+        return ctx.model("density", i) >= 1 ? Sparsifier.NONE : sparsifier;
+    }
+
     @Override
     public TensorKernel kernel(KernelContext ctx) {
         return new Kernel(ctx);
@@ -137,13 +163,13 @@ public final class TaskArithmetic implements MergeMethod {
         final float[] scale;
         final boolean normalize, rescale;
         final float lambda;
-        final int selectionPasses, passes;
+        final int selectionPasses;
         final long rowLen;
         float[][] delta;
         int[] mask, aux;
         long[] draws;
         /** DELLA's masks (a sort per row) drawn in the rescale pass, kept as bits per chunk so the compute pass does not draw them again. */
-        final java.util.Map<Long, long[][]> drawn = new java.util.concurrent.ConcurrentHashMap<>();
+        final Map<Long, long[][]> drawn = new ConcurrentHashMap<>();
         final long drawnLimit = 64L << 20;
         long drawnBits;
         float[] sum, div;
@@ -173,14 +199,14 @@ public final class TaskArithmetic implements MergeMethod {
             rescale = ctx.flag("rescale");
             lambda = (float) ctx.global("lambda");
             rowLen = ctx.rowLength();
-            boolean anySelect = false, anySparse = false;
+            boolean anySelect = false;
             for (int k = 0; k < n; k++) {
                 int i = o[k];
                 w[k] = ctx.model("weight", i);
                 rho[k] = ctx.model("density", i);
-                sp[k] = rho[k] >= 1 ? Sparsifier.NONE : sparsifier;
+                sp[k] = sparsifierOf(ctx, i);
                 scale[k] = 1f;
-                streams[k] = Random.streamKey(ctx.seed(), ctx.tensorName(), i);
+                streams[k] = CounterRandom.streamKey(ctx.seed(), ctx.tensorName(), i);
                 switch (sp[k]) {
                     case MAGNITUDE:
                         keep[k] = new MagnitudeSelector((long) Math.floor(rho[k] * numel), numel, true, true);
@@ -206,19 +232,9 @@ public final class TaskArithmetic implements MergeMethod {
                     default:
                         break;
                 }
-                anySparse |= sp[k] != Sparsifier.NONE;
             }
             selectionPasses = anySelect ? 2 : 0;
-            passes = selectionPasses + (rescale && anySparse ? 1 : 0);
         }
-
-        @Override public int reductionPasses() { return passes; }
-        /** Without sparsification every step (deltas, sign election, weighting) is per element. */
-        @Override public boolean elementwise() {
-            for (Sparsifier s : sp) if (s != Sparsifier.NONE) return false;
-            return true;
-        }
-        @Override public long alignment() { return sparsifier == Sparsifier.DELLA ? rowLen : 1; }
 
         private void deltas(Chunk c) {
             int n = o.length;
@@ -379,7 +395,7 @@ public final class TaskArithmetic implements MergeMethod {
             if (remembered(k) && recall(k, c)) return;
             switch (sp[k]) {
                 case NONE:
-                    java.util.Arrays.fill(mask, 0, len, -1);
+                    Arrays.fill(mask, 0, len, -1);
                     break;
                 case MAGNITUDE:
                     keep[k].fill(d, len, mask);
@@ -390,8 +406,8 @@ public final class TaskArithmetic implements MergeMethod {
                     for (int j = 0; j < len; j++) mask[j] = ~(mask[j] | aux[j]);
                     break;
                 case RANDOM: {
-                    long key = streams[k], thr = Random.below(rho[k]);
-                    Random.keepMasks(key, c.start, thr, mask, len, draws);
+                    long key = streams[k], thr = CounterRandom.below(rho[k]);
+                    CounterRandom.keepMasks(key, c.start, thr, mask, len, draws);
                     break;
                 }
                 case DELLA:
@@ -404,7 +420,7 @@ public final class TaskArithmetic implements MergeMethod {
 
         private void dellaMask(int k, Chunk c, float[] d) {
             if (rho[k] <= 0) {
-                java.util.Arrays.fill(mask, 0, c.length, 0);
+                Arrays.fill(mask, 0, c.length, 0);
                 return;
             }
             int L = (int) rowLen;
@@ -416,7 +432,7 @@ public final class TaskArithmetic implements MergeMethod {
                     int j = order[rank];
                     // A one-element row has no spread of ranks: it keeps with probability density.
                     double p = L == 1 ? rho[k] : rho[k] - eps[k] + 2 * eps[k] * rank / (double) (L - 1);
-                    mask[r0 + j] = Random.uniform(streams[k], c.start + r0 + j) < p ? -1 : 0;
+                    mask[r0 + j] = CounterRandom.uniform(streams[k], c.start + r0 + j) < p ? -1 : 0;
                 }
             }
         }
@@ -442,14 +458,14 @@ public final class TaskArithmetic implements MergeMethod {
                 // nonzero(v) is 1 for any v > 0 (subnormals included: v * 2^254 >= 1) and 0 for v = 0;
                 // signs[j] is the elected sign as -1 or +1 (a sum of zero, -0 too, elects +). A contribution
                 // agrees when d * sign > 0: it then adds d to the sum and its weight to the divisor.
-                java.util.Arrays.fill(sum, 0, len, 0f);
+                Arrays.fill(sum, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
                     for (int j = 0; j < len; j++) sum[j] += d[j];
                 }
                 for (int j = 0; j < len; j++) signs[j] = 1f - 2f * Math.min(Math.max(-sum[j], 0f) * 0x1p127f * 0x1p127f, 1f);
-                java.util.Arrays.fill(sum, 0, len, 0f);
-                java.util.Arrays.fill(div, 0, len, 0f);
+                Arrays.fill(sum, 0, len, 0f);
+                Arrays.fill(div, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
                     float wk = (float) w[k];
@@ -473,7 +489,7 @@ public final class TaskArithmetic implements MergeMethod {
                 double wsum = 0;
                 for (double x : w) wsum += x;
                 float inv = normalize ? (float) (1.0 / (Math.abs(wsum) < 1e-8 ? 1.0 : wsum)) : 1f;
-                java.util.Arrays.fill(sum, 0, len, 0f);
+                Arrays.fill(sum, 0, len, 0f);
                 for (int k = 0; k < n; k++) {
                     float[] d = delta[k];
                     for (int j = 0; j < len; j++) sum[j] += d[j];

@@ -369,7 +369,7 @@ public final class Planner {
             DType cast = cfg.dtype() != null && stored.isFloating() ? cfg.dtype() : null;
             inputs.add(new PlannedTensor.Input(srcs.get(k).ref.toString(), located.get(k), views[k], cast));
         }
-        finishTensor(outName, s, inputNames, t, inputs, kept, keptBase, embed);
+        finishTensor(outName, s, inputNames, t, inputs, kept, keptBase);
     }
 
     /** A vocabulary matrix under a merged tokenizer: every model's matrix rebuilt for the output vocabulary. */
@@ -391,11 +391,11 @@ public final class Planner {
             DType cast = cfg.dtype() != null && stored.isFloating() ? cfg.dtype() : null;
             inputs.add(new PlannedTensor.Input(srcs.get(k).ref.toString(), located.get(k), new long[] {rows.rows(), cols}, cast, rows));
         }
-        finishTensor(outName, s, inputNames, t, inputs, srcs, baseIdx, true);
+        finishTensor(outName, s, inputNames, t, inputs, srcs, baseIdx);
     }
 
     private void finishTensor(String outName, Slice s, List<String> inputNames, double t, List<PlannedTensor.Input> inputs,
-                              List<Source> kept, int keptBase, boolean embed) {
+                              List<Source> kept, int keptBase) {
         long[] shape = inputs.get(0).view();
 
         Map<String, Double> globals = new LinkedHashMap<>();
@@ -431,7 +431,7 @@ public final class Planner {
         }
         List<String> labels = new ArrayList<>();
         for (PlannedTensor.Input i : inputs) labels.add(i.model());
-        KernelContext ctx = new KernelContext(method.name(), outName, shape, labels, keptBase, globals, perModel, opts.seed(), embed);
+        KernelContext ctx = new KernelContext(method.name(), outName, shape, labels, keptBase, globals, perModel, opts.seed());
         method.checkParameters(ctx);
         planned.add(new PlannedTensor(outName, shape, outDType(inputs, keptBase), List.copyOf(inputs), method, ctx));
     }

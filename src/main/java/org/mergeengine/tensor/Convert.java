@@ -3,6 +3,7 @@ package org.mergeengine.tensor;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import org.mergeengine.formats.DType;
+import org.mergeengine.formats.SafetensorsWriter;
 
 /**
  * Conversions between stored element types and float32. Narrowing always rounds to nearest,
@@ -111,6 +112,13 @@ public final class Convert {
         if (dBelow < dAbove) return lo;
         if (dAbove < dBelow) return lo + 1;
         return (lo & 1) == 0 ? lo : lo + 1;
+    }
+
+    /** A whole tensor held in memory, {@code values} encoded in {@code dtype}, for {@link SafetensorsWriter#writeFile}. */
+    public static SafetensorsWriter.TensorData tensorData(String name, DType dtype, long[] shape, float[] values) {
+        ByteBuffer b = ByteBuffer.allocate(values.length * dtype.size());
+        encode(dtype, values, 0, values.length, b);
+        return new SafetensorsWriter.TensorData(name, dtype, shape, b.array());
     }
 
     /** Rounds a float32 value to the precision of {@code type}, keeping it a float (the "cast on load"). */

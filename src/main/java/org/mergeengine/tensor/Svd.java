@@ -1,6 +1,7 @@
 package org.mergeengine.tensor;
 
-import org.mergeengine.methods.Random;
+import java.util.Arrays;
+
 
 /**
  * Thin singular value decompositions of a dense row-major matrix, in double precision.
@@ -68,7 +69,7 @@ public final class Svd {
         }
         Integer[] order = new Integer[n];
         for (int j = 0; j < n; j++) order[j] = j;
-        java.util.Arrays.sort(order, (x, y) -> Double.compare(s[y], s[x]));
+        Arrays.sort(order, (x, y) -> Double.compare(s[y], s[x]));
         double[] u = new double[m * n], vs = new double[n * n], ss = new double[n];
         for (int k = 0; k < n; k++) {
             int j = order[k];
@@ -82,9 +83,9 @@ public final class Svd {
     /** The top {@code k} singular triplets, from a randomized range finder with {@code power} iterations. */
     public static Result randomized(float[] a, int rows, int cols, int k, int oversample, int power, long seed) {
         int l = Math.min(Math.min(rows, cols), k + oversample);
-        long key = Random.streamKey(seed, "svd", 0);
+        long key = CounterRandom.streamKey(seed, "svd", 0);
         double[] omega = new double[cols * l];
-        for (int i = 0; i < omega.length; i++) omega[i] = Random.uniform(key, i) - 0.5;
+        for (int i = 0; i < omega.length; i++) omega[i] = CounterRandom.uniform(key, i) - 0.5;
         double[] y = mul(a, rows, cols, omega, l);              // [rows, l]
         orthonormalize(y, rows, l);
         for (int it = 0; it < power; it++) {

@@ -1,5 +1,6 @@
 package org.mergeengine.tools;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import org.mergeengine.formats.DType;
 
@@ -17,7 +18,7 @@ public final class ExampleModels {
         System.out.println("wrote example models to " + dir);
     }
 
-    public static void write(Path dir) throws java.io.IOException {
+    public static void write(Path dir) throws IOException {
         SyntheticModel.Spec s = SyntheticModel.Spec.tiny();
         SyntheticModel.write(dir.resolve("base"), s, DType.BF16, 7, 7, 0, 0);
         SyntheticModel.write(dir.resolve("ft1"), s, DType.BF16, 7, 101, 0.15, 0);

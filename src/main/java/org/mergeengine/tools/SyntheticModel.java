@@ -13,7 +13,7 @@ import org.mergeengine.formats.DType;
 import org.mergeengine.formats.Json;
 import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.formats.ShardLayout;
-import org.mergeengine.methods.Random;
+import org.mergeengine.tensor.CounterRandom;
 import org.mergeengine.tensor.Convert;
 
 /**
@@ -85,7 +85,7 @@ public final class SyntheticModel {
                 long n = e.byteSize() / dtype.size();
                 boolean norm = e.shape().length == 1;
                 double scale = norm ? 0.05 : 1.0 / Math.sqrt(e.shape()[e.shape().length - 1]);
-                long bk = Random.streamKey(baseSeed, e.name(), 0), ok = Random.streamKey(ownSeed, e.name(), 1);
+                long bk = CounterRandom.streamKey(baseSeed, e.name(), 0), ok = CounterRandom.streamKey(ownSeed, e.name(), 1);
                 for (long s = 0; s < n; s += chunk) {
                     int len = (int) Math.min(chunk, n - s);
                     for (int j = 0; j < len; j++) {
@@ -109,7 +109,7 @@ public final class SyntheticModel {
     /** A standard normal draw as a pure function of (key, index): sum of four uniforms, rescaled. */
     static double gauss(long key, long index) {
         double s = 0;
-        for (int k = 0; k < 4; k++) s += Random.uniform(key, index * 4 + k);
+        for (int k = 0; k < 4; k++) s += CounterRandom.uniform(key, index * 4 + k);
         return (s - 2.0) * Math.sqrt(3.0);
     }
 

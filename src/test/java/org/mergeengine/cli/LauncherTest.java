@@ -161,7 +161,7 @@ class LauncherTest {
         assertEquals(0, r.exit(), r.stderr());
         List<String> opts = List.of(r.stdout().split("\n"));
         int at = -1;
-        for (String o : org.mergeengine.tools.Bench.JIT_OPTIONS) {
+        for (String o : org.mergeengine.bench.Bench.JIT_OPTIONS) {
             int i = opts.indexOf(o);
             assertTrue(i > at, o + " missing or out of order in " + opts);
             at = i;

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ai.djl.ndarray.NDManager;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Map;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -16,6 +17,7 @@ import org.mergeengine.TinyModels;
 import org.mergeengine.formats.DType;
 import org.mergeengine.methods.Chunk;
 import org.mergeengine.methods.KernelContext;
+import org.mergeengine.methods.KernelRunner;
 import org.mergeengine.methods.MergeMethod;
 import org.mergeengine.methods.MethodRegistry;
 import org.mergeengine.methods.TensorKernel;
@@ -28,12 +30,12 @@ class DjlParityTest {
     static final int N = 100_003;
 
     private static KernelContext context(MergeMethod m, int inputs, int base, Map<String, Double> globals, Map<String, double[]> perModel) {
-        return org.mergeengine.methods.KernelRunner.context(m, "model.layers.0.mlp.up_proj.weight", new long[] {N}, inputs, base, globals, perModel, 42);
+        return KernelRunner.context(m, "model.layers.0.mlp.up_proj.weight", new long[] {N}, inputs, base, globals, perModel, 42);
     }
 
     /** Runs a kernel the way the engine does, in chunks of {@code chunk}; with {@code views}, the compute pass sees views at an offset. */
-    private static float[] run(TensorKernel k, float[][] in, int chunk, boolean views) {
-        for (int p = 0; p < k.reductionPasses(); p++) {
+    private static float[] run(TensorKernel k, int passes, float[][] in, int chunk, boolean views) {
+        for (int p = 0; p < passes; p++) {
             for (int s = 0; s < N; s += chunk) k.reduce(p, slice(in, s, Math.min(chunk, N - s)));
             k.endPass(p);
         }
@@ -52,7 +54,7 @@ class DjlParityTest {
 
     private static Chunk slice(float[][] in, int s, int len) {
         float[][] part = new float[in.length][];
-        for (int i = 0; i < in.length; i++) part[i] = java.util.Arrays.copyOfRange(in[i], s, s + len);
+        for (int i = 0; i < in.length; i++) part[i] = Arrays.copyOfRange(in[i], s, s + len);
         return new Chunk(s, len, part);
     }
 
@@ -70,10 +72,12 @@ class DjlParityTest {
         MergeMethod m = MethodRegistry.get(method, "merge_method");
         float[][] in = inputs(inputs, method.hashCode());
         try (NDManager root = NDManager.newBaseManager(ai.djl.Device.cpu(), "PyTorch")) {
-            TensorKernel djl = DjlKernels.of(m, context(m, inputs, base, globals, perModel), root).orElseThrow();
+            KernelContext ctx = context(m, inputs, base, globals, perModel);
+            TensorKernel djl = DjlKernels.of(m, ctx, m.kernel(ctx), root).orElseThrow();
+            int passes = m.traits(ctx).reductionPasses();
             // The engine hands Java kernels chunks at offset 0; the DJL kernel is also tried on views at an offset.
-            float[] expected = run(m.kernel(context(m, inputs, base, globals, perModel)), in, 8192, false);
-            float[] actual = run(djl, in, 8192, true);
+            float[] expected = run(m.kernel(ctx), passes, in, 8192, false);
+            float[] actual = run(djl, passes, in, 8192, true);
             int differ = 0;
             for (int j = 0; j < N; j++) {
                 float tol = 1e-6f * Math.max(1f, Math.abs(expected[j]));
@@ -107,7 +111,8 @@ class DjlParityTest {
     void methodsWithoutADjlKernelAreLeftToJava() {
         MergeMethod ties = MethodRegistry.get("ties", "merge_method");
         try (NDManager root = NDManager.newBaseManager(ai.djl.Device.cpu(), "PyTorch")) {
-            assertTrue(DjlKernels.of(ties, context(ties, 3, 0, Map.of(), Map.of("density", new double[] {1, 0.5, 0.5})), root).isEmpty());
+            KernelContext ctx = context(ties, 3, 0, Map.of(), Map.of("density", new double[] {1, 0.5, 0.5}));
+            assertTrue(DjlKernels.of(ties, ctx, ties.kernel(ctx), root).isEmpty());
         }
     }
 

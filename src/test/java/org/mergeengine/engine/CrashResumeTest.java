@@ -8,10 +8,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.mergeengine.TestSupport;
 import org.mergeengine.formats.DType;
 import org.mergeengine.tools.SyntheticModel;
 
@@ -50,7 +52,7 @@ class CrashResumeTest {
             Process p = start(cfg, out);
             boolean killed = false;
             while (p.isAlive()) {
-                if (org.mergeengine.TestSupport.journalLines(work, "out") >= killAfter) {
+                if (TestSupport.journalLines(work, "out") >= killAfter) {
                     p.destroyForcibly(); // SIGKILL: no shutdown hook, no cleanup
                     killed = p.waitFor() != 0; // a run that completed just before the signal landed was not killed
                     break;
@@ -58,14 +60,14 @@ class CrashResumeTest {
                 Thread.sleep(2);
             }
             if (!killed) { // finished before the kill point: nothing to resume
-                org.mergeengine.engine.OutputFolder.deleteTree(out);
+                OutputFolder.deleteTree(out);
                 continue;
             }
             assertFalse(Files.exists(out), "a killed run leaves no folder that looks complete");
             Process again = start(cfg, out);
             assertEquals(0, again.waitFor());
             try (Stream<Path> logs = Files.list(dir)) {
-                String log = Files.readString(logs.filter(l -> l.getFileName().toString().startsWith("child-")).max(java.util.Comparator.comparing(Path::toString)).orElseThrow());
+                String log = Files.readString(logs.filter(l -> l.getFileName().toString().startsWith("child-")).max(Comparator.comparing(Path::toString)).orElseThrow());
                 if (log.contains("resumed an interrupted run")) resumedRuns++;
             }
             List<Path> want = files(ref), got = files(out);
@@ -74,7 +76,7 @@ class CrashResumeTest {
             try (Stream<Path> s = Files.list(work)) {
                 assertTrue(s.noneMatch(x -> x.getFileName().toString().startsWith(".out.partial")), "the temporary folder is gone");
             }
-            org.mergeengine.engine.OutputFolder.deleteTree(out);
+            OutputFolder.deleteTree(out);
         }
         assertTrue(resumedRuns >= 2, "at least two of the three killed runs were resumed, not redone: " + resumedRuns);
     }

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -129,7 +130,7 @@ class EndToEndTest {
         assertArrayEquals(Files.readAllBytes(one.resolve("model.safetensors")), Files.readAllBytes(four.resolve("model.safetensors")));
         Path seeded = dir.resolve("dare-seed");
         assertEquals(0, merge(c, seeded, "--random-seed", "7", "--quiet").exitCode());
-        assertFalse(java.util.Arrays.equals(Files.readAllBytes(one.resolve("model.safetensors")), Files.readAllBytes(seeded.resolve("model.safetensors"))));
+        assertFalse(Arrays.equals(Files.readAllBytes(one.resolve("model.safetensors")), Files.readAllBytes(seeded.resolve("model.safetensors"))));
     }
 
     @Test

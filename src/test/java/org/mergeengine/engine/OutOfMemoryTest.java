@@ -45,14 +45,11 @@ class OutOfMemoryTest {
                         if (!inReduce) throw new OutOfMemoryError("Java heap space");
                         k.compute(c, out);
                     }
-                    @Override public int reductionPasses() { return k.reductionPasses(); }
                     @Override public void reduce(int pass, Chunk c) {
                         if (inReduce) throw new OutOfMemoryError("Java heap space");
                         k.reduce(pass, c);
                     }
                     @Override public void endPass(int pass) { k.endPass(pass); }
-                    @Override public long alignment() { return k.alignment(); }
-                    @Override public boolean elementwise() { return k.elementwise(); }
                 };
             }
         };

@@ -30,11 +30,11 @@ class TaskRunnerTest {
     private int runAll(MergePlan plan, Path out, long budget) throws Exception {
         try (MergeEngine engine = new MergeEngine()) {
             StagedOutput staged = StagedOutput.open(plan, out, engine.io());
-            List<StagedOutput.Task> tasks = staged.allTasks(MergeOptions.DEFAULT_CHUNK, 1);
+            List<Task> tasks = staged.allTasks(new Sizing(MergeOptions.DEFAULT_CHUNK, 0), 1);
             TaskRunner runner = TaskRunner.attach(plan, staged.tempDir(), MergeOptions.DEFAULT_CHUNK, budget, 4, engine);
             Materializer mat = Materializer.createMaterializer(engine.system());
             List<CompletableFuture<Long>> crcs = new ArrayList<>();
-            for (StagedOutput.Task t : tasks) crcs.add(runner.run(t.tensor(), t.from(), t.to(), Device.cpu(0), mat).toCompletableFuture());
+            for (Task t : tasks) crcs.add(runner.run(t.tensor(), t.from(), t.to(), Device.cpu(0), mat).toCompletableFuture());
             for (int i = 0; i < tasks.size(); i++) {
                 long crc = crcs.get(i).get(60, TimeUnit.SECONDS);
                 assertTrue(staged.verify(tasks.get(i), crc), "part " + i + " reads back with the CRC its runner reported");

@@ -11,6 +11,7 @@ import org.junit.jupiter.api.io.TempDir;
 import org.mergeengine.TestSupport;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.ModelFolder;
+import org.mergeengine.formats.SafetensorsFile;
 import org.mergeengine.tensor.Convert;
 import org.mergeengine.tools.SyntheticModel;
 
@@ -66,7 +67,7 @@ class TiledOutputPassTest {
         }
         // Split tiles read from memory-mapped windows as well as from positional reads.
         Path mapped = dir.resolve("split-mapped");
-        String prop = org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY;
+        String prop = SafetensorsFile.MMAP_PROPERTY;
         String before = System.getProperty(prop);
         try {
             TestSupport.Result r = TestSupport.cli(dir.resolve("s0.yaml").toString(), mapped.toString(), "--chunk-elements", "10007", "--mmap", "--quiet");
@@ -118,7 +119,7 @@ class TiledOutputPassTest {
         Path cfg = Files.writeString(dir.resolve("ta.yaml"), yaml);
         Path plain = dir.resolve("ta-plain"), mapped = dir.resolve("ta-mapped");
         assertEquals(0, TestSupport.cli(cfg.toString(), plain.toString(), "--chunk-elements", "5000", "--quiet").exitCode());
-        String prop = org.mergeengine.formats.SafetensorsFile.MMAP_PROPERTY;
+        String prop = SafetensorsFile.MMAP_PROPERTY;
         String before = System.getProperty(prop);
         try {
             assertEquals(0, TestSupport.cli(cfg.toString(), mapped.toString(), "--chunk-elements", "5000", "--mmap", "--quiet").exitCode());

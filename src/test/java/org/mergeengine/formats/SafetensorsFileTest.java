@@ -47,9 +47,9 @@ class SafetensorsFileTest {
         Path p = dir.resolve("m.safetensors");
         float[] v = {1, -2.5f, 3.25f, 1e-3f, 0, 7};
         SafetensorsWriter.writeFile(p, List.of(
-                SafetensorsWriter.TensorData.ofFloats("a", DType.BF16, new long[] {2, 3}, v),
-                SafetensorsWriter.TensorData.ofFloats("b", DType.F32, new long[] {6}, v),
-                SafetensorsWriter.TensorData.ofFloats("c", DType.F16, new long[] {0, 4}, new float[0])));
+                Convert.tensorData("a", DType.BF16, new long[] {2, 3}, v),
+                Convert.tensorData("b", DType.F32, new long[] {6}, v),
+                Convert.tensorData("c", DType.F16, new long[] {0, 4}, new float[0])));
         try (SafetensorsFile f = SafetensorsFile.open(p)) {
             f.enableMmap();
             assertTrue(f.mapped());
@@ -171,7 +171,7 @@ class SafetensorsFileTest {
     @Test
     void symlinksOutOfAModelFolderAreNotFollowed() throws Exception {
         Path outside = dir.resolve("outside.safetensors");
-        SafetensorsWriter.writeFile(outside, List.of(SafetensorsWriter.TensorData.ofFloats("a", DType.F32, new long[] {1}, new float[] {1})));
+        SafetensorsWriter.writeFile(outside, List.of(Convert.tensorData("a", DType.F32, new long[] {1}, new float[] {1})));
         Path model = java.nio.file.Files.createDirectories(dir.resolve("model"));
         java.nio.file.Files.createSymbolicLink(model.resolve("model.safetensors"), outside);
         FormatException e = assertThrows(FormatException.class, () -> ModelFolder.open(model));

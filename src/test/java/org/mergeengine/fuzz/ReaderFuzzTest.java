@@ -24,6 +24,7 @@ import org.mergeengine.formats.TensorInfo;
 import org.mergeengine.plan.LocalModelResolver;
 import org.mergeengine.plan.PlanOptions;
 import org.mergeengine.plan.Planner;
+import org.mergeengine.tensor.Convert;
 import org.mergeengine.tools.SyntheticModel;
 
 /**
@@ -90,9 +91,9 @@ class ReaderFuzzTest {
     void mutatedSafetensorsFiles() throws Exception {
         Path seed = dir.resolve("seed.safetensors");
         SafetensorsWriter.writeFile(seed, List.of(
-                SafetensorsWriter.TensorData.ofFloats("a", DType.BF16, new long[] {4, 8}, new float[32]),
-                SafetensorsWriter.TensorData.ofFloats("b.weight", DType.F32, new long[] {3}, new float[] {1, 2, 3}),
-                SafetensorsWriter.TensorData.ofFloats("c", DType.F16, new long[] {2, 2}, new float[] {1, -1, 0.5f, 2})));
+                Convert.tensorData("a", DType.BF16, new long[] {4, 8}, new float[32]),
+                Convert.tensorData("b.weight", DType.F32, new long[] {3}, new float[] {1, 2, 3}),
+                Convert.tensorData("c", DType.F16, new long[] {2, 2}, new float[] {1, -1, 0.5f, 2})));
         byte[] good = Files.readAllBytes(seed);
         Random r = new Random(SEED);
         Path f = dir.resolve("case.safetensors");

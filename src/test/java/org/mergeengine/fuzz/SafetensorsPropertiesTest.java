@@ -15,6 +15,7 @@ import org.mergeengine.formats.FormatException;
 import org.mergeengine.formats.SafetensorsFile;
 import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.formats.TensorInfo;
+import org.mergeengine.tensor.Convert;
 
 /**
  * Property: whatever bytes stand where a safetensors file is expected (a valid file with jqwik's
@@ -30,8 +31,8 @@ class SafetensorsPropertiesTest {
         dir = Files.createTempDirectory("st-props");
         Path f = dir.resolve("seed.safetensors");
         SafetensorsWriter.writeFile(f, List.of(
-                SafetensorsWriter.TensorData.ofFloats("a", DType.BF16, new long[] {4, 8}, new float[32]),
-                SafetensorsWriter.TensorData.ofFloats("b.weight", DType.F32, new long[] {3}, new float[] {1, 2, 3})));
+                Convert.tensorData("a", DType.BF16, new long[] {4, 8}, new float[32]),
+                Convert.tensorData("b.weight", DType.F32, new long[] {3}, new float[] {1, 2, 3})));
         good = Files.readAllBytes(f);
     }
 

@@ -19,6 +19,8 @@ import org.mergeengine.formats.DType;
 import org.mergeengine.formats.Json;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsWriter;
+import org.mergeengine.tensor.Convert;
+import org.mergeengine.tensor.CounterRandom;
 import org.mergeengine.tools.SyntheticModel;
 
 /** model+adapter references: PEFT's LoRA semantics applied while streaming, and the tokenizer that goes with them. */
@@ -34,8 +36,8 @@ class LoraTest {
 
     static float[] rand(int n, long seed) {
         float[] x = new float[n];
-        long k = org.mergeengine.methods.Random.streamKey(seed, "lora", 0);
-        for (int i = 0; i < n; i++) x[i] = (float) (org.mergeengine.methods.Random.uniform(k, i) - 0.5);
+        long k = CounterRandom.streamKey(seed, "lora", 0);
+        for (int i = 0; i < n; i++) x[i] = (float) (CounterRandom.uniform(k, i) - 0.5);
         return x;
     }
 
@@ -48,8 +50,8 @@ class LoraTest {
         List<SafetensorsWriter.TensorData> t = new ArrayList<>(extra);
         for (Pair p : pairs) {
             String pa = p.embedding ? ".lora_embedding_A" : ".lora_A.weight", pb = p.embedding ? ".lora_embedding_B" : ".lora_B.weight";
-            t.add(SafetensorsWriter.TensorData.ofFloats("base_model.model." + p.module + pa, DType.F32, p.aShape, p.a));
-            t.add(SafetensorsWriter.TensorData.ofFloats("base_model.model." + p.module + pb, DType.F32, p.bShape, p.b));
+            t.add(Convert.tensorData("base_model.model." + p.module + pa, DType.F32, p.aShape, p.a));
+            t.add(Convert.tensorData("base_model.model." + p.module + pb, DType.F32, p.bShape, p.b));
         }
         SafetensorsWriter.writeFile(a.resolve("adapter_model.safetensors"), t);
         return a;
@@ -131,8 +133,8 @@ class LoraTest {
         Path a = dir.resolve("chatml");
         if (Files.exists(a)) return a;
         List<SafetensorsWriter.TensorData> full = List.of(
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.embed_tokens.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 50)),
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.lm_head.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 51)));
+                Convert.tensorData("base_model.model.model.embed_tokens.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 50)),
+                Convert.tensorData("base_model.model.lm_head.weight", DType.F32, new long[] {V + 2, H}, rand((V + 2) * H, 51)));
         ObjectNode c = config(4, 4);
         c.putArray("modules_to_save").add("embed_tokens").add("lm_head");
         adapter("chatml", c, List.of(linear("model.layers.2.self_attn.q_proj", H, H, 4, 60)), full);

@@ -46,7 +46,7 @@ class ElementwiseKernelTest {
 
     @Test
     void kernelsDeclareElementwiseExactlyWhenTheyAre() {
-        for (Case c : CASES) assertEquals(c.elementwise(), c.runner().get().kernel().elementwise(), c.label());
+        for (Case c : CASES) assertEquals(c.elementwise(), c.runner().get().traits().elementwise(), c.label());
     }
 
     @Test
@@ -66,7 +66,7 @@ class ElementwiseKernelTest {
         // DARE draws its mask from an element's index: a reordered chunk gets other masks. Without
         // rescale it has no passes, so only its declaration keeps it off the reordered path.
         KernelRunner dare = CASES.stream().filter(c -> c.label().startsWith("dare")).findFirst().orElseThrow().runner().get();
-        assertEquals(0, dare.kernel().reductionPasses());
+        assertEquals(0, dare.traits().reductionPasses());
         assertFalse(samePermuted(dare, shuffled(N, 11)), "reordered DARE elements keep their masks");
     }
 

@@ -1,6 +1,7 @@
 package org.mergeengine.methods;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -43,7 +44,7 @@ public final class KernelRunner {
                 double[] v = perModel.get(p.name());
                 if (v == null) {
                     v = new double[inputs];
-                    java.util.Arrays.fill(v, p.defaultValue());
+                    Arrays.fill(v, p.defaultValue());
                 }
                 pm.put(p.name(), v);
             } else {
@@ -52,7 +53,7 @@ public final class KernelRunner {
         }
         List<String> labels = new ArrayList<>();
         for (int i = 0; i < inputs; i++) labels.add("m" + i);
-        return new KernelContext(method.name(), name, shape, labels, base, g, pm, seed, false);
+        return new KernelContext(method.name(), name, shape, labels, base, g, pm, seed);
     }
 
     /** A fresh kernel for this runner's inputs and parameters. */
@@ -60,6 +61,11 @@ public final class KernelRunner {
         KernelContext ctx = context();
         method.checkParameters(ctx);
         return method.kernel(ctx);
+    }
+
+    /** The traits the method gives its kernel for this runner's inputs and parameters. */
+    KernelTraits traits() {
+        return method.traits(context());
     }
 
     List<float[]> inputs() {
@@ -75,9 +81,10 @@ public final class KernelRunner {
         KernelContext ctx = context();
         method.checkParameters(ctx);
         TensorKernel k = method.kernel(ctx);
+        KernelTraits t = method.traits(ctx);
         int n = inputs.get(0).length;
-        int c = k.wholeTensor() ? n : (int) Math.max(k.alignment(), Math.min(n, chunk) / k.alignment() * k.alignment());
-        for (int p = 0; p < k.reductionPasses(); p++) {
+        int c = t.wholeTensor() ? n : (int) Math.max(t.alignment(), Math.min(n, chunk) / t.alignment() * t.alignment());
+        for (int p = 0; p < t.reductionPasses(); p++) {
             for (int s = 0; s < n; s += c) k.reduce(p, chunk(s, Math.min(c, n - s)));
             k.endPass(p);
         }
@@ -93,7 +100,7 @@ public final class KernelRunner {
 
     private Chunk chunk(int s, int len) {
         float[][] in = new float[inputs.size()][];
-        for (int i = 0; i < in.length; i++) in[i] = java.util.Arrays.copyOfRange(inputs.get(i), s, s + len);
+        for (int i = 0; i < in.length; i++) in[i] = Arrays.copyOfRange(inputs.get(i), s, s + len);
         return new Chunk(s, len, in);
     }
 }

@@ -2,8 +2,10 @@ package org.mergeengine.methods;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
@@ -42,8 +44,8 @@ class MagnitudeSelectorTest {
     }
 
     /** Random chunk boundaries, so that the cut's ties fall inside, across and between chunks. */
-    static java.util.List<int[]> chunks(int n, SplittableRandom r) {
-        java.util.List<int[]> l = new java.util.ArrayList<>();
+    static List<int[]> chunks(int n, SplittableRandom r) {
+        List<int[]> l = new ArrayList<>();
         for (int s = 0; s < n; ) {
             int len = 1 + r.nextInt(Math.max(1, n / 5));
             l.add(new int[] {s, Math.min(n, s + len)});

@@ -3,6 +3,7 @@ package org.mergeengine.methods;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -124,7 +125,7 @@ class MethodMathTest {
         // Values chosen to hit the edges of the branch-free election: deltas of exactly zero, of -0,
         // subnormal deltas, sums that cancel to zero, and a negative weight whose divisor cancels.
         int n = 100_003;
-        java.util.Random r = new java.util.Random(5);
+        Random r = new Random(5);
         float[] base = new float[n], x1 = new float[n], x2 = new float[n], x3 = new float[n];
         float[][] xs = {x1, x2, x3};
         for (int j = 0; j < n; j++) {

@@ -5,14 +5,16 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.Arrays;
 import org.junit.jupiter.api.Test;
+import org.mergeengine.tensor.CounterRandom;
 
 /** DARE and DELLA: keep fractions, L1 mass, sign election, and independence from chunking. */
 class RandomMethodsTest {
     static float[] noise(int n, long seed) {
         float[] x = new float[n];
-        long k = Random.streamKey(seed, "noise", 0);
-        for (int i = 0; i < n; i++) x[i] = (float) (Random.uniform(k, i) * 2 - 1);
+        long k = CounterRandom.streamKey(seed, "noise", 0);
+        for (int i = 0; i < n; i++) x[i] = (float) (CounterRandom.uniform(k, i) * 2 - 1);
         return x;
     }
 
@@ -60,7 +62,7 @@ class RandomMethodsTest {
             assertArrayEquals(whole, chunked, m);
             float[] other = new KernelRunner(m).shape(100, 100).base(base).input(a).input(b).model("weight", Double.NaN, 1, 0.5)
                     .model("density", Double.NaN, 0.6, 0.4).model("epsilon", Double.NaN, 0.2, 0.1).seed(7).run();
-            assertFalse(java.util.Arrays.equals(whole, other), m + ": another seed draws other masks");
+            assertFalse(Arrays.equals(whole, other), m + ": another seed draws other masks");
         }
     }
 

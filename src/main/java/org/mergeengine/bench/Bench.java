@@ -1,10 +1,12 @@
-package org.mergeengine.tools;
+package org.mergeengine.bench;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.net.URISyntaxException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
@@ -12,15 +14,20 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashMap;
 import java.util.List;
-import java.util.Optional;
 import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
-import org.mergeengine.engine.OutputFolder;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.Json;
+import org.mergeengine.tools.ExampleModels;
+import org.mergeengine.tools.SyntheticModel;
 
 /**
  * The benchmark: merges of synthetic Llama-shaped bf16 models, each timed against the ceiling
@@ -65,7 +72,7 @@ public final class Bench {
                 // The disk's write speed varies from run to run: take the median of three ceilings.
                 double[] c3 = {ceiling(inputs, outBytes, cache.equals("cold")), ceiling(inputs, outBytes, cache.equals("cold")),
                         ceiling(inputs, outBytes, cache.equals("cold"))};
-                java.util.Arrays.sort(c3);
+                Arrays.sort(c3);
                 double ceiling = c3[1];
                 for (int w : o.workers()) {
                     // Each build runs `repeat` times, alternating; the fastest run of each counts (this machine's
@@ -218,7 +225,7 @@ public final class Bench {
         return (System.nanoTime() - t0) / 1e9;
     }
 
-    private static String thisJar() throws java.net.URISyntaxException {
+    private static String thisJar() throws URISyntaxException {
         return Path.of(Bench.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
     }
 
@@ -243,7 +250,7 @@ public final class Bench {
         return bad;
     }
 
-    private final java.util.Map<String, Optional<Path>> archives = new java.util.HashMap<>();
+    private final Map<String, Optional<Path>> archives = new HashMap<>();
 
     /**
      * JVM options that start {@code jar} as the launcher (target/merge-engine) does: its JIT
@@ -274,18 +281,18 @@ public final class Bench {
             Path archive = o.work().resolve("cds-" + archives.size() + ".jsa").toAbsolutePath();
             Files.deleteIfExists(archive);
             Path out = tiny.resolve("out");
-            OutputFolder.deleteTree(out);
+            deleteTree(out);
             String java = ProcessHandle.current().info().command().orElse("java");
             int rc = new ProcessBuilder(java, "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:ArchiveClassesAtExit=" + archive, "-jar", jar,
                     cfg.toString(), out.toString(), "--quiet").redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
-            OutputFolder.deleteTree(out);
+            deleteTree(out);
             if (rc != 0 || !Files.exists(archive)) {
                 log.println("no class-data archive for " + jar + " (exit " + rc + "): its merges run without one");
                 return Optional.empty();
             }
             return Optional.of(archive);
         } catch (IOException e) {
-            throw new java.io.UncheckedIOException(e);
+            throw new UncheckedIOException(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return Optional.empty();
@@ -294,7 +301,7 @@ public final class Bench {
 
     private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes, String jar) throws Exception {
         Path out = o.work().resolve("out-" + method);
-        OutputFolder.deleteTree(out);
+        deleteTree(out);
         String java = ProcessHandle.current().info().command().orElse("java");
         // Not --quiet: the last line says how long the merge itself took.
         List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + o.xmx()));
@@ -323,7 +330,7 @@ public final class Bench {
         }
         double secs = (System.nanoTime() - t0) / 1e9;
         int code = p.waitFor();
-        OutputFolder.deleteTree(out);
+        deleteTree(out);
         double engine = secs;
         Matcher m = Pattern.compile("written\\) in ([0-9.]+)s into").matcher(Files.readString(logFile));
         while (m.find()) engine = Double.parseDouble(m.group(1));
@@ -439,5 +446,13 @@ public final class Bench {
         s.append(String.format(Locale.ROOT, "<line x1='%.1f' y1='35' x2='%.1f' y2='%d' stroke='black' stroke-dasharray='4'/>%n", left + scale, left + scale, height - 5));
         s.append("</svg>\n");
         return s.toString();
+    }
+
+    /** Removes a benchmark's output folder, if any. */
+    static void deleteTree(Path dir) throws IOException {
+        if (!Files.exists(dir)) return;
+        try (Stream<Path> all = Files.walk(dir)) {
+            for (Path p : all.sorted(Comparator.reverseOrder()).toList()) Files.delete(p);
+        }
     }
 }

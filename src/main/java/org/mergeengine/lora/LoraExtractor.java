@@ -1,4 +1,4 @@
-package org.mergeengine.tools;
+package org.mergeengine.lora;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -8,12 +8,15 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -69,7 +72,7 @@ public final class LoraExtractor {
             ModelFolder.Located b = base.tensor(name);
             boolean embedding = ModelLayout.isInputEmbedding(name) || ModelLayout.isLmHead(name);
             boolean save = o.saveModules().contains(module) || o.saveModules().contains(last(module)) || (embedding && !embedLora);
-            if (!save && (t.rank() != 2 || b == null || !java.util.Arrays.equals(b.info().shape(), t.shape()))) {
+            if (!save && (t.rank() != 2 || b == null || !Arrays.equals(b.info().shape(), t.shape()))) {
                 if (b != null && t.rank() == 2 && !embedding) {
                     throw MergeException.user(name + " is " + t.shapeString() + " in the fine-tune but " + b.info().shapeString() + " in the base: they are not the same architecture");
                 }
@@ -86,9 +89,10 @@ public final class LoraExtractor {
             List<Future<Decomposed>> futures = new ArrayList<>();
             for (String name : toDecompose) futures.add(pool.submit(() -> decompose(ft, base, name, o)));
             for (Future<Decomposed> f : futures) done.add(f.get());
-        } catch (java.util.concurrent.ExecutionException e) {
-            if (e.getCause() instanceof RuntimeException re) throw re;
-            throw new IOException(e.getCause());
+        } catch (ExecutionException e) {
+            Throwable cause = MergeException.unwrap(e);
+            if (cause instanceof RuntimeException re) throw re;
+            throw new IOException(cause);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted");
@@ -208,7 +212,7 @@ public final class LoraExtractor {
             }
             w.finish();
         }
-        Files.move(tmp.resolve("adapter_model.safetensors"), out.resolve("adapter_model.safetensors"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        Files.move(tmp.resolve("adapter_model.safetensors"), out.resolve("adapter_model.safetensors"), StandardCopyOption.REPLACE_EXISTING);
         Files.delete(tmp);
 
         ObjectNode c = Json.MAPPER.createObjectNode();

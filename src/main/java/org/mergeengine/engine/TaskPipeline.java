@@ -1,12 +1,17 @@
 package org.mergeengine.engine;
 
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executor;
+import java.util.function.Supplier;
+import java.util.zip.CRC32;
 import org.apache.pekko.Done;
 import org.apache.pekko.stream.Materializer;
 import org.apache.pekko.stream.javadsl.Sink;
@@ -16,47 +21,49 @@ import org.mergeengine.formats.DType;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsWriter;
 import org.mergeengine.methods.Chunk;
+import org.mergeengine.methods.KernelTraits;
 import org.mergeengine.methods.TensorKernel;
 import org.mergeengine.plan.PlannedTensor;
 import org.mergeengine.tensor.Convert;
 
 /**
- * Merges one output tensor as a stream of chunks: loads run ahead of the kernel on the I/O
- * executor (at most {@link #PREFETCH} chunks), the kernel computes, writes go to the tensor's
- * planned place. Backpressure keeps at most a few chunks of this tensor in memory at once.
+ * Runs one task (a tensor, or a part of one) as a stream of chunks: loads run ahead of the kernel
+ * on the I/O executor (at most {@link Sizing#PREFETCH} chunks), the kernel computes, writes go to
+ * the tensor's planned place. Backpressure keeps at most a few chunks of this tensor in memory at
+ * once. The kernel is built here, once, when the task runs; how the tensor is chunked comes from
+ * the method's {@link KernelTraits} and the engine's {@link Sizing}.
  */
-final class TensorJob {
-    static final int PREFETCH = 2;
+final class TaskPipeline {
+    private static final int PREFETCH = Sizing.PREFETCH;
 
     private final PlannedTensor tensor;
+    private final KernelTraits traits;
     private final SafetensorsWriter writer;
-    private final int chunkElements;
+    private final Sizing sizing;
     private final Executor io;
     private final InputReader reader = new InputReader();
     private final BufferPool pool;
     private int chunkLen;
 
-    private final long retainBytes;
-
     private final long from, to;
-    private final java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+    private final CRC32 crc = new CRC32();
     private Journal journal;
 
     private Device device = Device.cpu(0);
 
     /** Runs the kernel that {@code d} provides for the tensor. */
-    TensorJob on(Device d) {
+    TaskPipeline on(Device d) {
         this.device = d;
         return this;
     }
 
     /** Records the finished part in the journal (with the CRC32 of its bytes, in order). */
-    TensorJob journal(Journal j) {
+    TaskPipeline journal(Journal j) {
         this.journal = j;
         return this;
     }
 
-    /** The CRC32 of the bytes this job wrote, in order (complete once {@link #run} has finished). */
+    /** The CRC32 of the bytes this task wrote, in order (complete once {@link #run} has finished). */
     long crc() {
         return crc.getValue();
     }
@@ -71,7 +78,7 @@ final class TensorJob {
             if (err != null) {
                 Throwable c = MergeException.unwrap(err);
                 if (c instanceof OutOfMemoryError oom) throw outOfMemory(oom);
-                throw err instanceof java.util.concurrent.CompletionException ce ? ce : new java.util.concurrent.CompletionException(err);
+                throw err instanceof CompletionException ce ? ce : new CompletionException(err);
             }
             if (journal != null) journal.finished(tensor.name(), from, to, crc.getValue());
             return d;
@@ -82,7 +89,7 @@ final class TensorJob {
      * Runs a step of the stream, turning an OutOfMemoryError into the error a user can act on: thrown
      * on an actor thread as it is, it would stop the JVM with a stack trace and no word of what to do.
      */
-    private <T> T guarded(java.util.function.Supplier<T> step) {
+    private <T> T guarded(Supplier<T> step) {
         try {
             return step.get();
         } catch (OutOfMemoryError e) {
@@ -91,9 +98,8 @@ final class TensorJob {
     }
 
     private MergeException outOfMemory(OutOfMemoryError e) {
-        TensorKernel k = tensor.method().kernel(tensor.context());
-        long need = k.wholeTensor() ? tensor.numel() * 4L * (tensor.inputs().size() + 1) : 0;
-        String what = k.wholeTensor()
+        long need = traits.wholeTensor() ? tensor.numel() * 4L * (tensor.inputs().size() + 1) : 0;
+        String what = traits.wholeTensor()
                 ? ", which holds whole tensors in memory: " + gib(need) + " for the " + tensor.inputs().size() + " inputs and the output as float32"
                 : "";
         return new MergeException(MergeException.Kind.USER, "out of memory merging " + tensor.name() + " (" + tensor.numel() + " elements, "
@@ -103,63 +109,24 @@ final class TensorJob {
     }
 
     private static String gib(long bytes) {
-        return String.format(java.util.Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
+        return String.format(Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
     }
 
-    TensorJob(PlannedTensor tensor, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
-        this(tensor, 0, tensor.numel(), writer, chunkElements, retainBytes, io, pool);
-    }
-
-    /** A job for elements [from, to) of the tensor (a part of a tensor split across workers). */
-    TensorJob(PlannedTensor tensor, long from, long to, SafetensorsWriter writer, int chunkElements, long retainBytes, Executor io, BufferPool pool) {
+    /** A task for elements [from, to) of the tensor (all of them, or a part of a tensor split across lanes). */
+    TaskPipeline(PlannedTensor tensor, long from, long to, SafetensorsWriter writer, Sizing sizing, Executor io, BufferPool pool) {
         this.from = from;
         this.to = to;
-        this.retainBytes = retainBytes;
+        this.sizing = sizing;
         this.pool = pool;
         this.tensor = tensor;
+        this.traits = Sizing.traits(tensor);
         this.writer = writer;
-        this.chunkElements = chunkElements;
         this.io = io;
     }
 
-    /** Bytes of heap this job holds at most while it runs (for the supervisor's memory budget). */
-    static long memoryEstimate(PlannedTensor t, int chunkElements, long retainBytes) {
-        TensorKernel k = t.method().kernel(t.context());
-        long chunk = chunkLength(t, k, chunkElements);
-        if (retains(t, k, chunkElements, retainBytes)) return t.numel() * 4L * t.inputs().size() + chunk * 4L * (t.inputs().size() + 2) * 2;
-        int lanes = 2 * t.inputs().size() + 2; // inputs, method scratch of similar size, output, encoded output
-        return chunk * 4L * lanes * (k.wholeTensor() ? 1 : PREFETCH + 1);
-    }
-
-    /**
-     * Parts a tensor is split into so that several workers share it: only elementwise kernels (no
-     * whole-tensor statistics) of large tensors, and only with more than one lane. Part boundaries
-     * fall on chunk boundaries, so the bytes are those of an unsplit run.
-     */
-    static List<long[]> parts(PlannedTensor t, int chunkElements, int lanes) {
-        TensorKernel k = t.method().kernel(t.context());
-        long n = t.numel();
-        long chunk = chunkLength(t, k, chunkElements);
-        if (lanes < 2 || k.reductionPasses() > 0 || k.wholeTensor() || n < 4L * chunk) return List.of(new long[] {0, n});
-        long chunks = (n + chunk - 1) / chunk;
-        long per = Math.max(2, (chunks + 2L * lanes - 1) / (2L * lanes)) * chunk; // about two parts per lane
-        List<long[]> out = new ArrayList<>();
-        for (long s = 0; s < n; s += per) out.add(new long[] {s, Math.min(n, s + per)});
-        return out;
-    }
-
-    static long chunkLength(PlannedTensor t, TensorKernel k, int chunkElements) {
-        long n = t.numel();
-        if (k.wholeTensor()) return n;
-        long a = Math.max(1, k.alignment());
-        long c = Math.max(a, chunkElements / a * a);
-        return Math.min(c, n);
-    }
-
     CompletionStage<Done> run(Materializer mat) {
-        TensorKernel kernel = device.kernel(tensor);
         long n = tensor.numel();
-        long chunk = chunkLength(tensor, kernel, chunkElements);
+        long chunk = sizing.chunkLength(tensor, traits);
         if (chunk > Integer.MAX_VALUE - 16) {
             throw new MergeException(MergeException.Kind.USER, "tensor " + tensor.name() + " has " + n + " elements, more than "
                     + tensor.method().name() + " can hold at once (it needs the whole tensor in memory)");
@@ -167,17 +134,16 @@ final class TensorJob {
         List<long[]> ranges = new ArrayList<>();
         for (long s = from; s < to; s += chunk) ranges.add(new long[] {s, Math.min(chunk, to - s)});
         chunkLen = (int) Math.min(chunk, n);
-        if (from != 0 || to != n) {
-            if (kernel.reductionPasses() > 0 || kernel.wholeTensor()) throw new IllegalStateException(tensor.name() + " cannot be split");
-        }
+        if ((from != 0 || to != n) && !traits.splittable()) throw new IllegalStateException(tensor.name() + " cannot be split");
         if (n == 0 || from >= to) return CompletableFuture.completedFuture(Done.getInstance());
 
-        if (kernel.isIdentity() && canCopyBytes()) return recorded(copyBytes(mat, ranges));
+        if (traits.identity() && canCopyBytes()) return recorded(copyBytes(mat, ranges));
 
-        if (kernel.reductionPasses() > 0 && retains(tensor, kernel, chunkElements, retainBytes)) return recorded(runInMemory(mat, kernel, ranges));
+        TensorKernel kernel = device.kernel(tensor);
+        if (sizing.retains(tensor, traits)) return recorded(runInMemory(mat, kernel, ranges));
 
         CompletionStage<Done> stage = CompletableFuture.completedFuture(Done.getInstance());
-        for (int p = 0; p < kernel.reductionPasses(); p++) {
+        for (int p = 0; p < traits.reductionPasses(); p++) {
             final int pass = p;
             stage = stage.thenCompose(d -> Source.from(ranges)
                     .mapAsync(PREFETCH, r -> load(r))
@@ -191,8 +157,8 @@ final class TensorJob {
                         return x;
                     }));
         }
-        if (readsRaw(kernel)) {
-            int tile = tileLength(kernel);
+        if (readsRaw()) {
+            int tile = tileLength();
             return recorded(stage.thenCompose(d -> Source.from(ranges)
                     .mapAsync(PREFETCH, r -> loadRaw(r))
                     .map(raw -> guarded(() -> checksum(computeTiles(kernel, raw, tile))))
@@ -213,8 +179,8 @@ final class TensorJob {
      */
     static final int TILE = 8192;
 
-    private int tileLength(TensorKernel kernel) {
-        long a = Math.max(1, kernel.alignment());
+    private int tileLength() {
+        long a = traits.alignment();
         long t = Math.max(a, Math.min(device.tileElements(), Integer.MAX_VALUE / 2) / a * a);
         return (int) Math.min(t, chunkLen);
     }
@@ -226,8 +192,8 @@ final class TensorJob {
      * I/O threads: such a tensor cannot be split across lanes, so when the last large one runs
      * alone, decoding beside its kernel keeps a second core busy (tiles showed no gain there).
      */
-    private boolean readsRaw(TensorKernel kernel) {
-        if (kernel.wholeTensor() || kernel.reductionPasses() > 0 || kernel.alignment() > TILE * 4L) return false;
+    private boolean readsRaw() {
+        if (!traits.splittable() || traits.alignment() > TILE * 4L) return false;
         for (PlannedTensor.Input in : tensor.inputs()) {
             if (in.rows() != null || in.cropped() || in.source().delta() != null) return false;
         }
@@ -281,8 +247,8 @@ final class TensorJob {
      * which converts bf16 about twice as fast: the common case of bf16 models merged into bf16 by a
      * kernel to which element order means nothing.
      */
-    private boolean splitsBf16(TensorKernel kernel) {
-        if (!kernel.elementwise() || tensor.outDType() != DType.BF16) return false;
+    private boolean splitsBf16() {
+        if (!traits.elementwise() || tensor.outDType() != DType.BF16) return false;
         for (PlannedTensor.Input in : tensor.inputs()) if (in.source().info().dtype() != DType.BF16) return false;
         return true;
     }
@@ -294,7 +260,7 @@ final class TensorJob {
         Tiles t = TILES.get().ensure(n, tile);
         ByteBuffer dst = takeBytes(out);
         // The split scratch grows with the tile: lanes that take whole chunks (DJL) keep element order.
-        boolean split = tile <= TILE && splitsBf16(kernel);
+        boolean split = device.tileElements() <= TILE && tile <= TILE && splitsBf16();
         for (int s = 0; s < raw.length(); s += tile) {
             int len = Math.min(tile, raw.length() - s);
             boolean splitTile = split && (len & 1) == 0;
@@ -335,20 +301,12 @@ final class TensorJob {
         return new Encoded(c.start * out.size(), buf);
     }
 
-    /**
-     * Whether the decoded tensor is kept in memory across the kernel's passes: reading and decoding
-     * it once instead of once per pass (TIES and breadcrumbs make three passes).
-     */
-    static boolean retains(PlannedTensor t, TensorKernel k, int chunkElements, long retainBytes) {
-        return k.reductionPasses() > 0 && !k.wholeTensor() && t.numel() * 4L * t.inputs().size() <= retainBytes;
-    }
-
     private CompletionStage<Done> runInMemory(Materializer mat, TensorKernel kernel, List<long[]> ranges) {
         return Source.from(ranges)
                 .mapAsync(PREFETCH, r -> load(r))
                 .runWith(Sink.seq(), mat)
                 .thenCompose(chunks -> {
-                    for (int p = 0; p < kernel.reductionPasses(); p++) {
+                    for (int p = 0; p < traits.reductionPasses(); p++) {
                         for (Chunk c : chunks) kernel.reduce(p, c);
                         kernel.endPass(p);
                     }
@@ -411,7 +369,7 @@ final class TensorJob {
         try {
             writer.write(tensor.name(), e.offset(), e.bytes());
             giveBytes(e.bytes());
-        } catch (java.io.IOException ex) {
+        } catch (IOException ex) {
             throw new MergeException(MergeException.Kind.USER, "writing " + tensor.name() + " to " + writer.dir() + " failed: " + ex.getMessage()
                     + " (is the disk full?)", ex);
         }
