@@ -24,6 +24,7 @@ import org.mergeengine.formats.Json;
 import org.mergeengine.formats.LoraAdapter;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsWriter;
+import org.mergeengine.tensor.Convert;
 
 class DecoderForwardTest {
     @TempDir
@@ -214,10 +215,10 @@ class DecoderForwardTest {
         int h = 24, inter = 36;
         float[] qa = randoms(rnd, 2 * h), qb = randoms(rnd, h * 2), da = randoms(rnd, 2 * inter), db = randoms(rnd, h * 2);
         SafetensorsWriter.writeFile(ad.resolve("adapter_model.safetensors"), List.of(
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight", DType.F32, new long[] {2, h}, qa),
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight", DType.F32, new long[] {h, 2}, qb),
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.0.mlp.down_proj.lora_A.weight", DType.F32, new long[] {2, inter}, da),
-                SafetensorsWriter.TensorData.ofFloats("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight", DType.F32, new long[] {h, 2}, db)));
+                Convert.tensorData("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight", DType.F32, new long[] {2, h}, qa),
+                Convert.tensorData("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight", DType.F32, new long[] {h, 2}, qb),
+                Convert.tensorData("base_model.model.model.layers.0.mlp.down_proj.lora_A.weight", DType.F32, new long[] {2, inter}, da),
+                Convert.tensorData("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight", DType.F32, new long[] {h, 2}, db)));
         Map<String, double[]> merged = new HashMap<>(m.w());
         merged.put("model.layers.1.self_attn.q_proj.weight", plusLowRank(m.get("model.layers.1.self_attn.q_proj.weight"), qb, qa, h, h));
         merged.put("model.layers.0.mlp.down_proj.weight", plusLowRank(m.get("model.layers.0.mlp.down_proj.weight"), db, da, h, inter));

@@ -141,7 +141,7 @@ final class TinyDecoders {
             f[i] = Convert.roundTo(s.dtype, (float) (center + scale * gaussian(rnd)));
             d[i] = f[i];
         }
-        data.add(SafetensorsWriter.TensorData.ofFloats(name, s.dtype, shape, f));
+        data.add(Convert.tensorData(name, s.dtype, shape, f));
         w.put(name, d);
     }
 
