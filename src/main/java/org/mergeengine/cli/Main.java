@@ -259,6 +259,7 @@ public final class Main implements Callable<Integer> {
         try {
             failIfStrict();
             MergePlan plan = local ? Planner.plan(cfg, resolver, planOpts) : await(starting).check(cfg, search, planOpts);
+            if (flags.verbosity() > 0) for (String n : plan.notes()) stderr.println("note: " + n);
             warn(plan.warnings());
             failIfStrict();
             Report report = new Report(stdout, stderr, flags.verbosity());

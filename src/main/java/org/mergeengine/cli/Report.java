@@ -65,7 +65,7 @@ final class Report {
         out.println("output folder:   " + outDir);
         if (verbosity > 0) {
             for (PlannedTensor t : plan.tensors()) {
-                StringBuilder sb = new StringBuilder("  ").append(t.name()).append(' ').append(Arrays.toString(t.shape()))
+                StringBuilder sb = new StringBuilder("  [").append(plan.modules().get(t.name())).append("] ").append(t.name()).append(' ').append(Arrays.toString(t.shape()))
                         .append(' ').append(t.outDType().safetensorsName()).append(" <-");
                 for (PlannedTensor.Input i : t.inputs()) sb.append(' ').append(i.model()).append(':').append(i.source().info().name());
                 out.println(sb);

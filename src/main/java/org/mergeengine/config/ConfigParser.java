@@ -30,6 +30,7 @@ public final class ConfigParser {
     static final Set<String> TOP_KEYS = Set.of("merge_method", "base_model", "models", "slices", "modules",
             "parameters", "dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template", "name");
     static final Set<String> MODEL_KEYS = Set.of("model", "parameters");
+    static final Set<String> MODULE_KEYS = Set.of("models", "slices", "parameters");
     static final Set<String> SLICE_KEYS = Set.of("sources", "parameters", "base_model", "residual_weight");
     static final Set<String> SOURCE_KEYS = Set.of("model", "layer_range", "parameters");
     static final Set<String> TOKENIZER_KEYS = Set.of("source", "tokens", "pad_to_multiple_of");
@@ -90,65 +91,14 @@ public final class ConfigParser {
         String method = mm.asText().trim();
 
         ModelRef base = optRef(root.get("base_model"), "base_model");
-        if (root.hasNonNull("modules")) {
-            throw new ConfigException("modules", "multi-module configs (modules:) are not supported yet; use models: or slices:");
+        boolean hasModels = root.hasNonNull("models"), hasSlices = root.hasNonNull("slices"), hasModules = root.hasNonNull("modules");
+        if ((hasModels ? 1 : 0) + (hasSlices ? 1 : 0) + (hasModules ? 1 : 0) != 1) {
+            throw new ConfigException("", hasModules ? "give modules: alone, not with models: or slices:"
+                    : hasModels ? "give either models: or slices:, not both" : "missing models: or slices: (the inputs of the merge)");
         }
-        boolean hasModels = root.hasNonNull("models"), hasSlices = root.hasNonNull("slices");
-        if (hasModels == hasSlices) {
-            throw new ConfigException("", hasModels ? "give either models: or slices:, not both" : "missing models: or slices: (the inputs of the merge)");
-        }
-        List<MergeConfig.ModelEntry> models = null;
-        List<MergeConfig.OutputSlice> slices = null;
-        if (hasModels) {
-            JsonNode ms = root.get("models");
-            if (!ms.isArray() || ms.isEmpty()) throw new ConfigException("models", "must be a non-empty list of {model, parameters}");
-            models = new ArrayList<>();
-            for (int i = 0; i < ms.size(); i++) {
-                String p = "models[" + i + "]";
-                JsonNode m = ms.get(i);
-                if (m.isTextual()) {
-                    models.add(new MergeConfig.ModelEntry(ModelRef.parse(m.asText(), p), MergeConfig.Params.empty(p + ".parameters"), p));
-                    continue;
-                }
-                if (!m.isObject()) throw new ConfigException(p, "must be a mapping {model: ..., parameters: ...}, found " + kind(m));
-                checkKeys(m, MODEL_KEYS, p);
-                ModelRef ref = reqRef(m.get("model"), p + ".model");
-                models.add(new MergeConfig.ModelEntry(ref, params(m.get("parameters"), p + ".parameters"), p));
-            }
-        } else {
-            JsonNode ss = root.get("slices");
-            if (!ss.isArray() || ss.isEmpty()) throw new ConfigException("slices", "must be a non-empty list of {sources: [...]}");
-            slices = new ArrayList<>();
-            for (int i = 0; i < ss.size(); i++) {
-                String p = "slices[" + i + "]";
-                JsonNode s = ss.get(i);
-                if (!s.isObject()) throw new ConfigException(p, "must be a mapping {sources: [...]}, found " + kind(s));
-                checkKeys(s, SLICE_KEYS, p);
-                JsonNode src = s.get("sources");
-                if (src == null || !src.isArray() || src.isEmpty()) throw new ConfigException(p + ".sources", "required: a non-empty list of {model, layer_range}");
-                List<MergeConfig.InputSlice> sources = new ArrayList<>();
-                for (int j = 0; j < src.size(); j++) {
-                    String q = p + ".sources[" + j + "]";
-                    JsonNode in = src.get(j);
-                    if (!in.isObject()) throw new ConfigException(q, "must be a mapping {model, layer_range}, found " + kind(in));
-                    checkKeys(in, SOURCE_KEYS, q);
-                    ModelRef ref = reqRef(in.get("model"), q + ".model");
-                    sources.add(new MergeConfig.InputSlice(ref, layerRange(in.get("layer_range"), q + ".layer_range"),
-                            params(in.get("parameters"), q + ".parameters"), q));
-                }
-                int len = -1;
-                for (MergeConfig.InputSlice in : sources) {
-                    if (in.layerRange() == null) continue;
-                    int l = in.layerRange()[1] - in.layerRange()[0];
-                    if (len >= 0 && l != len) {
-                        throw new ConfigException(p + ".sources", "all inputs to a slice must contain the same number of layers (found " + len + " and " + l + ")");
-                    }
-                    len = l;
-                }
-                slices.add(new MergeConfig.OutputSlice(sources, params(s.get("parameters"), p + ".parameters"),
-                        optRef(s.get("base_model"), p + ".base_model"), p));
-            }
-        }
+        List<MergeConfig.ModelEntry> models = hasModels ? models(root.get("models"), "models") : null;
+        List<MergeConfig.OutputSlice> slices = hasSlices ? slices(root.get("slices"), "slices") : null;
+        Map<String, MergeConfig.ModuleSpec> modules = hasModules ? modules(root.get("modules")) : null;
         MergeConfig.Params global = params(root.get("parameters"), "parameters");
         DType dtype = dtype(root.get("dtype"), "dtype");
         DType outDtype = dtype(root.get("out_dtype"), "out_dtype");
@@ -165,7 +115,78 @@ public final class ConfigParser {
             if (!nm.isTextual() || nm.asText().isBlank()) throw new ConfigException("name", "must be a non-empty string");
             name = nm.asText();
         }
-        return new MergeConfig(method, base, models, slices, global, dtype, outDtype, tok, chat, name, sourceText);
+        return new MergeConfig(method, base, models, slices, global, dtype, outDtype, tok, chat, name, sourceText, modules);
+    }
+
+    /** {@code modules:}: each module's own models: or slices:, and parameters. */
+    private static Map<String, MergeConfig.ModuleSpec> modules(JsonNode ms) {
+        if (!ms.isObject() || ms.isEmpty()) throw new ConfigException("modules", "must map module names (text_decoder, vision_tower, ...) to {models | slices, parameters}");
+        Map<String, MergeConfig.ModuleSpec> out = new LinkedHashMap<>();
+        for (Iterator<Map.Entry<String, JsonNode>> it = ms.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            String p = "modules." + e.getKey();
+            JsonNode m = e.getValue();
+            if (!m.isObject()) throw new ConfigException(p, "must be a mapping {models | slices, parameters}, found " + kind(m));
+            checkKeys(m, MODULE_KEYS, p);
+            boolean hm = m.hasNonNull("models"), hs = m.hasNonNull("slices");
+            if (hm == hs) throw new ConfigException(p, "give exactly one of models: and slices: for this module");
+            out.put(e.getKey(), new MergeConfig.ModuleSpec(e.getKey(), hm ? models(m.get("models"), p + ".models") : null,
+                    hs ? slices(m.get("slices"), p + ".slices") : null, params(m.get("parameters"), p + ".parameters"), p));
+        }
+        return out;
+    }
+
+    private static List<MergeConfig.ModelEntry> models(JsonNode ms, String path) {
+        if (!ms.isArray() || ms.isEmpty()) throw new ConfigException(path, "must be a non-empty list of {model, parameters}");
+        List<MergeConfig.ModelEntry> models = new ArrayList<>();
+        for (int i = 0; i < ms.size(); i++) {
+            String p = path + "[" + i + "]";
+            JsonNode m = ms.get(i);
+            if (m.isTextual()) {
+                models.add(new MergeConfig.ModelEntry(ModelRef.parse(m.asText(), p), MergeConfig.Params.empty(p + ".parameters"), p));
+                continue;
+            }
+            if (!m.isObject()) throw new ConfigException(p, "must be a mapping {model: ..., parameters: ...}, found " + kind(m));
+            checkKeys(m, MODEL_KEYS, p);
+            ModelRef ref = reqRef(m.get("model"), p + ".model");
+            models.add(new MergeConfig.ModelEntry(ref, params(m.get("parameters"), p + ".parameters"), p));
+        }
+        return models;
+    }
+
+    private static List<MergeConfig.OutputSlice> slices(JsonNode ss, String path) {
+        if (!ss.isArray() || ss.isEmpty()) throw new ConfigException(path, "must be a non-empty list of {sources: [...]}");
+        List<MergeConfig.OutputSlice> slices = new ArrayList<>();
+        for (int i = 0; i < ss.size(); i++) {
+            String p = path + "[" + i + "]";
+            JsonNode s = ss.get(i);
+            if (!s.isObject()) throw new ConfigException(p, "must be a mapping {sources: [...]}, found " + kind(s));
+            checkKeys(s, SLICE_KEYS, p);
+            JsonNode src = s.get("sources");
+            if (src == null || !src.isArray() || src.isEmpty()) throw new ConfigException(p + ".sources", "required: a non-empty list of {model, layer_range}");
+            List<MergeConfig.InputSlice> sources = new ArrayList<>();
+            for (int j = 0; j < src.size(); j++) {
+                String q = p + ".sources[" + j + "]";
+                JsonNode in = src.get(j);
+                if (!in.isObject()) throw new ConfigException(q, "must be a mapping {model, layer_range}, found " + kind(in));
+                checkKeys(in, SOURCE_KEYS, q);
+                ModelRef ref = reqRef(in.get("model"), q + ".model");
+                sources.add(new MergeConfig.InputSlice(ref, layerRange(in.get("layer_range"), q + ".layer_range"),
+                        params(in.get("parameters"), q + ".parameters"), q));
+            }
+            int len = -1;
+            for (MergeConfig.InputSlice in : sources) {
+                if (in.layerRange() == null) continue;
+                int l = in.layerRange()[1] - in.layerRange()[0];
+                if (len >= 0 && l != len) {
+                    throw new ConfigException(p + ".sources", "all inputs to a slice must contain the same number of layers (found " + len + " and " + l + ")");
+                }
+                len = l;
+            }
+            slices.add(new MergeConfig.OutputSlice(sources, params(s.get("parameters"), p + ".parameters"),
+                    optRef(s.get("base_model"), p + ".base_model"), p));
+        }
+        return slices;
     }
 
     private static MergeConfig.TokenizerSpec tokenizer(JsonNode root) {

@@ -5,8 +5,8 @@ import java.util.Map;
 import org.mergeengine.formats.DType;
 
 /**
- * One merge, as a mergekit YAML document describes it. Exactly one of {@code models} and
- * {@code slices} is non-null. Every element remembers its YAML path so later checks can name it.
+ * One merge, as a mergekit YAML document describes it. Exactly one of {@code models},
+ * {@code slices} and {@code modules} is non-null. Every element remembers its YAML path so later checks can name it.
  */
 public record MergeConfig(
         String mergeMethod,
@@ -19,7 +19,8 @@ public record MergeConfig(
         TokenizerSpec tokenizer,
         String chatTemplate,
         String name,
-        String sourceText) {
+        String sourceText,
+        Map<String, ModuleSpec> modules) {
 
     /** A parameter block ({@code parameters:}) and where it sits in the YAML. */
     public record Params(Map<String, ParamValue> values, String yamlPath) {
@@ -39,6 +40,9 @@ public record MergeConfig(
 
     public record OutputSlice(List<InputSlice> sources, Params parameters, ModelRef baseModel, String yamlPath) {}
 
+    /** One module of {@code modules:}: exactly one of {@code models} and {@code slices} is non-null. */
+    public record ModuleSpec(String name, List<ModelEntry> models, List<OutputSlice> slices, Params parameters, String yamlPath) {}
+
     /** A token's embedding source in {@code tokenizer.tokens}. kind: model, model_token or zero. */
     public record TokenSpec(String kind, ModelRef model, Integer tokenId, String token, boolean force, String yamlPath) {}
 
@@ -56,6 +60,13 @@ public record MergeConfig(
         if (slices != null) for (OutputSlice s : slices) {
             for (InputSlice i : s.sources()) refs.add(i.model());
             if (s.baseModel() != null) refs.add(s.baseModel());
+        }
+        if (modules != null) for (ModuleSpec m : modules.values()) {
+            if (m.models() != null) for (ModelEntry e : m.models()) refs.add(e.model());
+            if (m.slices() != null) for (OutputSlice s : m.slices()) {
+                for (InputSlice i : s.sources()) refs.add(i.model());
+                if (s.baseModel() != null) refs.add(s.baseModel());
+            }
         }
         if (baseModel != null) refs.add(baseModel);
         return List.copyOf(refs);

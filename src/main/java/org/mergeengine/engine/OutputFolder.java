@@ -13,10 +13,8 @@ import java.nio.file.attribute.BasicFileAttributes;
 import java.security.MessageDigest;
 import java.time.Instant;
 import java.util.HexFormat;
-import java.util.LinkedHashSet;
-import java.util.Set;
+import java.util.Map;
 import org.mergeengine.MergeException;
-import org.mergeengine.config.ModelRef;
 import org.mergeengine.formats.Json;
 import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.plan.MergePlan;
@@ -98,15 +96,10 @@ public final class OutputFolder {
     public static void finish(MergePlan plan, Path tmp, Path out, MergeOptions opts) throws IOException {
         ObjectNode index = plan.layout().index();
         if (index != null) Json.write(tmp.resolve("model.safetensors.index.json"), index);
-        Json.write(tmp.resolve("config.json"), plan.outputConfig());
-        if (opts.copyTokenizer() || plan.tokenizerBuilt()) {
-            for (java.util.Map.Entry<String, byte[]> f : plan.tokenizerFiles().entrySet()) Files.write(tmp.resolve(f.getKey()), f.getValue());
+        for (Map.Entry<String, byte[]> f : plan.files().files(out.getFileName().toString(), opts.copyTokenizer(), opts.writeModelCard()).entrySet()) {
+            Files.write(tmp.resolve(f.getKey()), f.getValue());
         }
         String configText = plan.config().sourceText();
-        if (opts.writeModelCard()) {
-            if (configText != null) Files.writeString(tmp.resolve("mergekit_config.yml"), configText, StandardCharsets.UTF_8);
-            Files.writeString(tmp.resolve("README.md"), modelCard(plan, out), StandardCharsets.UTF_8);
-        }
         Files.deleteIfExists(tmp.resolve(Journal.FILE));
         ObjectNode marker = Json.MAPPER.createObjectNode();
         marker.put("tool", "merge-engine");
@@ -156,37 +149,5 @@ public final class OutputFolder {
         } catch (java.security.NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
-    }
-
-    static String modelCard(MergePlan plan, Path out) {
-        Set<String> hub = new LinkedHashSet<>();
-        for (ModelRef r : plan.config().referencedModels()) {
-            if (looksLikeHubId(r.path())) hub.add(r.path());
-            if (r.hasLora() && looksLikeHubId(r.loraPath())) hub.add(r.loraPath());
-        }
-        StringBuilder sb = new StringBuilder("---\n");
-        if (!hub.isEmpty()) {
-            sb.append("base_model:\n");
-            for (String h : hub) sb.append("- ").append(h).append('\n');
-        }
-        sb.append("library_name: transformers\ntags:\n- mergekit\n- merge\n- merge-engine\n---\n");
-        sb.append("# ").append(out.getFileName()).append("\n\n");
-        sb.append("This is a merge of pre-trained language models made with merge-engine.\n\n## Merge Details\n### Merge Method\n\n");
-        ModelRef base = plan.config().baseModel();
-        sb.append("This model was merged using the `").append(plan.method().name()).append("` method (")
-                .append(plan.method().description()).append(")");
-        if (base != null && !plan.method().name().equals("slerp")) sb.append(" using ").append(base).append(" as a base");
-        sb.append(".\n\n### Models Merged\n\nThe following models were included in the merge:\n");
-        for (ModelRef r : plan.config().referencedModels()) if (!r.equals(base)) sb.append("* ").append(r).append('\n');
-        if (plan.config().sourceText() != null) {
-            sb.append("\n### Configuration\n\nThe following YAML configuration was used to produce this model:\n\n```yaml\n")
-                    .append(plan.config().sourceText().strip()).append("\n```\n");
-        }
-        return sb.toString();
-    }
-
-    static boolean looksLikeHubId(String p) {
-        return !p.startsWith("/") && !p.startsWith("~") && !p.startsWith(".") && p.chars().filter(c -> c == '/').count() == 1
-                && !Files.exists(Path.of(p));
     }
 }

@@ -46,17 +46,19 @@ public final class ModelFolder implements AutoCloseable {
     }
 
     private final Path dir;
+    private final Path root;
     private final Path tokenizerDir;
     private final ObjectNode config;
     private final Map<String, Located> tensors;
     private final List<TensorFile> files;
 
-    private ModelFolder(Path dir, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
-        this(dir, dir, config, tensors, files);
+    private ModelFolder(Path dir, Path root, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
+        this(dir, root, dir, config, tensors, files);
     }
 
-    private ModelFolder(Path dir, Path tokenizerDir, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
+    private ModelFolder(Path dir, Path root, Path tokenizerDir, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
         this.dir = dir;
+        this.root = root;
         this.tokenizerDir = tokenizerDir;
         this.config = config;
         this.tensors = tensors;
@@ -84,7 +86,7 @@ public final class ModelFolder implements AutoCloseable {
             inside(dir.resolve(f), realRoot);
         }
         Path cfg = dir.resolve("config.json");
-        ObjectNode config = Files.isRegularFile(cfg) ? Json.readObject(cfg) : null;
+        ObjectNode config = Files.isRegularFile(cfg) ? Json.readExactObject(cfg) : null;
         Path index = dir.resolve("model.safetensors.index.json");
         Path single = dir.resolve("model.safetensors");
         List<TensorFile> files = new ArrayList<>();
@@ -130,7 +132,7 @@ public final class ModelFolder implements AutoCloseable {
         } finally {
             if (!ok) files.forEach(TensorFile::close);
         }
-        return new ModelFolder(dir, config, Collections.unmodifiableMap(tensors), Collections.unmodifiableList(files));
+        return new ModelFolder(dir, root, config, Collections.unmodifiableMap(tensors), Collections.unmodifiableList(files));
     }
 
     /**
@@ -149,7 +151,10 @@ public final class ModelFolder implements AutoCloseable {
                 tensors.put(e.getKey(), new Located(sf, ti));
             }
         }
-        return new ModelFolder(dir, config, Collections.unmodifiableMap(tensors), List.<TensorFile>copyOf(shards.values()));
+        // A hub snapshot's files link into the repository's blobs folder, two levels up.
+        Path root = dir.getParent() != null && dir.getParent().getFileName() != null && dir.getParent().getFileName().toString().equals("snapshots")
+                ? dir.getParent().getParent() : dir;
+        return new ModelFolder(dir, root, config, Collections.unmodifiableMap(tensors), List.<TensorFile>copyOf(shards.values()));
     }
 
     /** The weight_map of an index file, checked: tensor name to a plain shard file name. */
@@ -184,6 +189,26 @@ public final class ModelFolder implements AutoCloseable {
     static void checkPlainFileName(Path index, String tensor, String f) {
         if (f.isEmpty() || f.contains("/") || f.contains("\\") || f.equals("..") || f.equals(".") || f.contains("\0")) {
             throw new FormatException(index + ": weight_map." + tensor + " = '" + f + "' is not a plain file name in the model folder");
+        }
+    }
+
+    /**
+     * A file that travels with the model (a processor config, remote code), or null when the folder
+     * has none. Only a relative name inside the folder is read, and a file that resolves outside
+     * the model's root is refused as the weights are.
+     */
+    public byte[] companionFile(String name) {
+        if (name.isEmpty() || name.startsWith("/") || name.contains("\\") || name.contains("\0")
+                || List.of(name.split("/")).stream().anyMatch(p -> p.equals("..") || p.equals(".") || p.isEmpty())) {
+            throw new FormatException(dir + ": '" + name + "' is not a file name inside the model folder");
+        }
+        Path p = dir.resolve(name);
+        if (!Files.isRegularFile(p)) return null;
+        try {
+            inside(p, root.toRealPath());
+            return Files.readAllBytes(p);
+        } catch (java.io.IOException e) {
+            throw new FormatException(p + ": cannot read (" + e.getMessage() + ")");
         }
     }
 
@@ -236,7 +261,7 @@ public final class ModelFolder implements AutoCloseable {
         List<TensorFile> f = new ArrayList<>(files);
         f.add(adapter.file());
         Path tok = adapter.hasTokenizer() ? adapter.dir() : tokenizerDir;
-        return new ModelFolder(dir, tok, cfg, Collections.unmodifiableMap(t), Collections.unmodifiableList(f));
+        return new ModelFolder(dir, root, tok, cfg, Collections.unmodifiableMap(t), Collections.unmodifiableList(f));
     }
 
     /** Index of a shard file within this model, to order reads by file and offset. */

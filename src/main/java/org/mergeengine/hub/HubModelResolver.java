@@ -18,6 +18,7 @@ import org.mergeengine.formats.ModelFolder;
 import org.mergeengine.formats.SafetensorsFile;
 import org.mergeengine.plan.LocalModelResolver;
 import org.mergeengine.plan.ModelResolver;
+import org.mergeengine.plan.OutputFiles;
 
 /**
  * Resolves model references: local folders directly, anything else through the cache actor as a
@@ -29,7 +30,8 @@ public final class HubModelResolver implements ModelResolver {
     public enum Mode { HEADERS, FULL }
 
     static final List<String> SMALL = List.of("config.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json",
-            "tokenizer.model", "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja", "chat_template.json", "generation_config.json");
+            "tokenizer.model", "added_tokens.json", "merges.txt", "vocab.json", "chat_template.jinja", "chat_template.json", "generation_config.json",
+            "preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json");
 
     private final LocalModelResolver local;
     private final ActorRef<CacheActor.Command> cache;
@@ -79,6 +81,15 @@ public final class HubModelResolver implements ModelResolver {
             throw new ConfigException(yamlPath, "'" + repo + "' was taken as a hub repository, as no local folder has that name; " + e.getMessage());
         }
         Path snap = fetchSmall(repo, info);
+        if (java.nio.file.Files.exists(snap.resolve("config.json"))) {
+            // remote code named by auto_map travels with the model (plan/OutputFiles copies it)
+            for (String f : OutputFiles.autoMapFiles(Json.readObject(snap.resolve("config.json")))) {
+                if (info.files().contains(f)) {
+                    RepoPaths.checkFile(repo, f);
+                    fetch(repo, info.commit(), f);
+                }
+            }
+        }
         Map<String, String> weightMap = null;
         List<String> shards = new ArrayList<>();
         if (info.files().contains("model.safetensors.index.json")) {
@@ -107,7 +118,7 @@ public final class HubModelResolver implements ModelResolver {
             headers.put(shards.get(i), SafetensorsFile.fromHeader(Path.of(repo, shards.get(i)), h.bytes(), h.fileSize()));
         }
         Path cfg = snap.resolve("config.json");
-        return ModelFolder.fromHeaders(snap, java.nio.file.Files.exists(cfg) ? Json.readObject(cfg) : null, weightMap, headers);
+        return ModelFolder.fromHeaders(snap, java.nio.file.Files.exists(cfg) ? Json.readExactObject(cfg) : null, weightMap, headers);
     }
 
     /** A hub folder whose files are all small enough to fetch whole (adapters). */

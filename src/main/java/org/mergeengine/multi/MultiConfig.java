@@ -23,7 +23,7 @@ import org.mergeengine.config.ModelRef;
  * A multi-stage file: several merge documents separated by "---". A document may have a {@code name};
  * at most one has none (the final merge). Wherever a later document expects a model reference, an
  * earlier stage's name stands for its output folder, {@code DIR/<name>}. Only model-reference fields
- * are rewritten (models[].model, base_model, slices[].sources[].model, slices[].base_model, the
+ * are rewritten (models[].model, base_model, slices[].sources[].model, slices[].base_model, the same in each of modules:, the
  * tokenizer's model sources), never other strings.
  */
 public final class MultiConfig {
@@ -106,6 +106,26 @@ public final class MultiConfig {
     /** Rewrites the model-reference fields that name a stage, recording the stages used. */
     private static void rewrite(ObjectNode doc, Set<String> names, Path dir, Set<String> deps) {
         ref(doc, "base_model", names, dir, deps);
+        rewriteInputs(doc, names, dir, deps);
+        if (doc.get("modules") instanceof ObjectNode modules) {
+            for (JsonNode m : modules) if (m instanceof ObjectNode mo) rewriteInputs(mo, names, dir, deps);
+        }
+        ref(doc, "tokenizer_source", names, dir, deps);
+        if (doc.get("tokenizer") instanceof ObjectNode tok) {
+            ref(tok, "source", names, dir, deps);
+            if (tok.get("tokens") instanceof ObjectNode tokens) {
+                for (Iterator<JsonNode> it = tokens.elements(); it.hasNext(); ) {
+                    JsonNode t = it.next();
+                    if (!(t instanceof ObjectNode to)) continue;
+                    ref(to, "source", names, dir, deps);
+                    if (to.get("source") instanceof ObjectNode src) ref(src, "model", names, dir, deps);
+                }
+            }
+        }
+    }
+
+    /** The models: and slices: of the document, or of one of its modules. */
+    private static void rewriteInputs(ObjectNode doc, Set<String> names, Path dir, Set<String> deps) {
         if (doc.get("models") instanceof ArrayNode models) {
             for (JsonNode m : models) {
                 if (m instanceof ObjectNode o) ref(o, "model", names, dir, deps);
@@ -121,18 +141,6 @@ public final class MultiConfig {
                 if (!(s instanceof ObjectNode so)) continue;
                 ref(so, "base_model", names, dir, deps);
                 if (so.get("sources") instanceof ArrayNode src) for (JsonNode in : src) if (in instanceof ObjectNode io) ref(io, "model", names, dir, deps);
-            }
-        }
-        ref(doc, "tokenizer_source", names, dir, deps);
-        if (doc.get("tokenizer") instanceof ObjectNode tok) {
-            ref(tok, "source", names, dir, deps);
-            if (tok.get("tokens") instanceof ObjectNode tokens) {
-                for (Iterator<JsonNode> it = tokens.elements(); it.hasNext(); ) {
-                    JsonNode t = it.next();
-                    if (!(t instanceof ObjectNode to)) continue;
-                    ref(to, "source", names, dir, deps);
-                    if (to.get("source") instanceof ObjectNode src) ref(src, "model", names, dir, deps);
-                }
             }
         }
     }

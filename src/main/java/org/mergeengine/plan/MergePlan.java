@@ -1,6 +1,5 @@
 package org.mergeengine.plan;
 
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.util.List;
 import java.util.Map;
 import org.mergeengine.config.MergeConfig;
@@ -12,13 +11,14 @@ import org.mergeengine.methods.MergeMethod;
  * Everything a merge will do, decided from the config and the input headers before any tensor
  * data is read: every output tensor with its inputs and parameters (in the order the engine runs
  * them, by input file and offset so the disk streams), the output shards, and the output
- * config.json. Same config and inputs give the same plan and the same bytes.
- * {@code tokenizerFiles} are the tokenizer files of the output (built, or the donor's with the chat
- * template applied); a built tokenizer is always written, a donor's only with --copy-tokenizer.
+ * folder's other files ({@link OutputFiles}). Same config and inputs give the same plan and the same bytes.
+ * {@code modules} maps each output tensor to its module (mergekit's names: default,
+ * text_decoder, vision_tower, ...); {@code notes} say what a plan decided that the config did not
+ * spell out (a module copied whole from one model), for -v.
  */
 public record MergePlan(MergeConfig config, MergeMethod method, List<PlannedTensor> tensors, ShardLayout layout,
-                        ObjectNode outputConfig, ModelFolder donor, Map<String, ModelFolder> models, int outputLayers,
-                        List<String> warnings, Map<String, byte[]> tokenizerFiles, boolean tokenizerBuilt) {
+                        OutputFiles files, ModelFolder donor, Map<String, ModelFolder> models, int outputLayers,
+                        List<String> warnings, Map<String, String> modules, List<String> notes) {
 
     public long inputBytes() {
         long b = 0;

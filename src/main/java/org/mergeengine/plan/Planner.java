@@ -6,6 +6,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -31,13 +32,19 @@ public final class Planner {
     /** One input of an output slice: a model and its layer range, with its own parameters. */
     record Source(ModelRef ref, int start, int end, MergeConfig.Params params, String yamlPath) {}
 
-    record Slice(List<Source> sources, MergeConfig.Params params, ModelRef base, String yamlPath) {
+    /**
+     * An output slice of one module's stack. {@code method} is the merge method, or passthrough
+     * where a module is copied whole from one model; {@code moduleParams} are the module's own
+     * parameters ({@code modules:}), looked up between the slice's and the top level's.
+     */
+    record Slice(List<Source> sources, MergeConfig.Params params, ModelRef base, String yamlPath, MergeMethod method,
+                 MergeConfig.Params moduleParams) {
         int length() {
             return sources.get(0).end - sources.get(0).start;
         }
 
-        int baseIndex(MergeMethod m) {
-            if (base == null || m.baseUse() == MergeMethod.BaseUse.NONE) return -1;
+        int baseIndex() {
+            if (base == null || method.baseUse() == MergeMethod.BaseUse.NONE) return -1;
             for (int i = 0; i < sources.size(); i++) if (sources.get(i).ref.equals(base)) return i;
             return -1;
         }
@@ -50,7 +57,9 @@ public final class Planner {
     private final Map<ModelRef, ModelLayout> layouts = new HashMap<>();
     private final List<String> warnings = new ArrayList<>();
     private final List<PlannedTensor> planned = new ArrayList<>();
-    private final Set<String> outNames = new java.util.HashSet<>();
+    private final Set<String> outNames = new HashSet<>();
+    private final Map<String, String> moduleOfOutput = new HashMap<>();
+    private final List<String> notes = new ArrayList<>();
     private TokenizerMerge tokenizer;
 
     private Planner(MergeConfig cfg, PlanOptions opts) {
@@ -82,28 +91,47 @@ public final class Planner {
                     : folders.containsKey(ts.sourceModel()) ? folders.get(ts.sourceModel()) : resolver.resolve(ts.sourceModel(), ts.yamlPath());
             tokenizer = new TokenizerMerge(ts, folders, donorRef, src);
         }
-        List<Slice> slices = slices();
-        for (Slice s : slices) {
-            int bi = s.baseIndex(method);
-            if (s.base != null && bi < 0 && method.baseUse() == MergeMethod.BaseUse.REQUIRED) {
-                throw new ConfigException(s.yamlPath.isEmpty() ? "base_model" : s.yamlPath + ".sources",
-                        method.name() + ": base model " + s.base + " must be one of the slice's sources");
+        ModelLayout donorLayout = layouts.get(donorRef);
+        Map<String, List<Slice>> work = moduleSlices(donorLayout);
+        for (List<Slice> slices : work.values()) {
+            for (Slice s : slices) {
+                int bi = s.baseIndex();
+                if (s.base != null && bi < 0 && s.method.baseUse() == MergeMethod.BaseUse.REQUIRED) {
+                    throw new ConfigException(s.yamlPath.isEmpty() ? "base_model" : s.yamlPath + ".sources",
+                            s.method.name() + ": base model " + s.base + " must be one of the slice's sources");
+                }
+                s.method.checkInputs(s.sources.size() - (bi >= 0 ? 1 : 0), bi >= 0, s.yamlPath.isEmpty() ? "models" : s.yamlPath);
             }
-            method.checkInputs(s.sources.size() - (bi >= 0 ? 1 : 0), bi >= 0, s.yamlPath.isEmpty() ? "models" : s.yamlPath);
         }
 
-        Slice first = slices.get(0), last = slices.get(slices.size() - 1);
-        planEdge(first, true);
-        int counter = 0;
-        for (Slice s : slices) {
-            int len = s.length();
-            for (int j = 0; j < len; j++) {
-                double t = len > 1 ? j / (double) (len - 1) : 1.0;
-                planLayer(s, j, counter + j, t);
+        List<OutputFiles.StackEdit> stackEdits = new ArrayList<>();
+        int mainLayers = 0;
+        for (Map.Entry<String, List<Slice>> e : work.entrySet()) {
+            String module = e.getKey();
+            List<Slice> slices = e.getValue();
+            Slice first = slices.get(0), last = slices.get(slices.size() - 1);
+            planEdge(module, first, true);
+            int counter = 0;
+            List<OutputFiles.Origin> origins = new ArrayList<>();
+            for (Slice s : slices) {
+                int len = s.length();
+                for (int j = 0; j < len; j++) {
+                    double t = len > 1 ? j / (double) (len - 1) : 1.0;
+                    planLayer(module, s, j, counter + j, t);
+                    Source src = s.sources.get(0);
+                    origins.add(new OutputFiles.Origin(src.ref.toString(), folders.get(src.ref).config(), src.start + j,
+                            layouts.get(src.ref).module(module).numLayers()));
+                }
+                counter += len;
             }
-            counter += len;
+            planEdge(module, last, false);
+            ModelLayout.Module dm = donorLayout.module(module);
+            if (dm.stack() != null) {
+                stackEdits.add(new OutputFiles.StackEdit(module, dm.stack().countKeys(), dm.configPath(), dm.numLayers(), origins));
+            }
+            if (module.equals(donorLayout.main().name())) mainLayers = counter;
         }
-        planEdge(last, false);
+        int counter = mainLayers;
 
         // Read in the order the bytes lie on disk: by first input's model, shard and offset.
         List<ModelRef> order = new ArrayList<>(folders.keySet());
@@ -121,66 +149,26 @@ public final class Planner {
         ShardLayout layout = ShardLayout.plan(entries, opts.outShardSize(), "model");
 
         ModelFolder donor = folders.get(donorRef);
-        ObjectNode outCfg = outputConfig(donorRef, donor, counter);
-        if (tokenizer != null) {
-            outCfg.put("vocab_size", tokenizer.paddedSize());
-            warnings.addAll(tokenizer.warnings());
-        }
+        OutputFiles files = OutputFiles.compose(cfg, method, donorRef, donor, folders, tokenizer, planned, stackEdits, warnings);
         Map<String, ModelFolder> byLabel = new LinkedHashMap<>();
         folders.forEach((r, f) -> byLabel.put(r.toString(), f));
-        Map<String, byte[]> tokFiles = tokenizerFiles(donor);
-        return new MergePlan(cfg, method, List.copyOf(planned), layout, outCfg, donor, byLabel, counter, List.copyOf(warnings),
-                tokFiles, tokenizer != null);
-    }
-
-    /** The output's tokenizer files: the merged tokenizer, or the donor's files; the chat template applied to either. */
-    private Map<String, byte[]> tokenizerFiles(ModelFolder donor) {
-        Map<String, byte[]> files = new LinkedHashMap<>();
-        ModelFolder from = tokenizer != null ? tokenizer.donor() : donor;
-        try {
-            for (String f : ModelFolder.TOKENIZER_FILES) {
-                java.nio.file.Path p = from.tokenizerDir().resolve(f);
-                if (!java.nio.file.Files.isRegularFile(p) && f.equals("generation_config.json")) p = from.dir().resolve(f);
-                if (java.nio.file.Files.isRegularFile(p)) files.put(f, java.nio.file.Files.readAllBytes(p));
-            }
-        } catch (java.io.IOException e) {
-            throw new ConfigException("", "cannot read the tokenizer files of " + from.tokenizerDir() + ": " + e.getMessage());
-        }
-        if (tokenizer != null) {
-            files.remove("tokenizer.model"); // the merged vocabulary lives in tokenizer.json alone
-            files.remove("added_tokens.json");
-            files.put("tokenizer.json", org.mergeengine.formats.Json.toString(tokenizer.tokenizerJson()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            if (tokenizer.tokenizerConfig() != null) {
-                files.put("tokenizer_config.json", org.mergeengine.formats.Json.toString(tokenizer.tokenizerConfig()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            }
-        }
-        String template = ChatTemplates.resolve(cfg.chatTemplate(), new ArrayList<>(folders.values()));
-        if (template != null) {
-            byte[] tc = files.get("tokenizer_config.json");
-            ObjectNode c = tc == null ? org.mergeengine.formats.Json.MAPPER.createObjectNode() : parse(tc);
-            c.put("chat_template", template);
-            files.put("tokenizer_config.json", org.mergeengine.formats.Json.toString(c).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            if (files.containsKey("chat_template.jinja")) files.put("chat_template.jinja", template.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            files.remove("chat_template.json");
-        }
-        return files;
-    }
-
-    private static ObjectNode parse(byte[] json) {
-        try {
-            return (ObjectNode) org.mergeengine.formats.Json.MAPPER.readTree(json);
-        } catch (java.io.IOException | ClassCastException e) {
-            throw new ConfigException("", "tokenizer_config.json is not a JSON object");
-        }
+        Map<String, String> moduleOf = new LinkedHashMap<>();
+        for (PlannedTensor t : planned) moduleOf.put(t.name(), moduleOfOutput.get(t.name()));
+        return new MergePlan(cfg, method, List.copyOf(planned), layout, files, donor, byLabel, counter, List.copyOf(warnings),
+                moduleOf, List.copyOf(notes));
     }
 
     /** Global parameters written under a model are never read there (as in mergekit): say so. */
     private void warnIgnoredParameters() {
-        Set<String> globals = new java.util.HashSet<>();
+        Set<String> globals = new HashSet<>();
         for (ParamSpec p : method.parameters()) if (!p.perModel()) globals.add(p.name());
         List<MergeConfig.Params> perModel = new ArrayList<>();
         if (cfg.models() != null) for (MergeConfig.ModelEntry m : cfg.models()) perModel.add(m.parameters());
         if (cfg.slices() != null) for (MergeConfig.OutputSlice s : cfg.slices()) for (MergeConfig.InputSlice i : s.sources()) perModel.add(i.parameters());
+        if (cfg.modules() != null) for (MergeConfig.ModuleSpec m : cfg.modules().values()) {
+            if (m.models() != null) for (MergeConfig.ModelEntry e : m.models()) perModel.add(e.parameters());
+            if (m.slices() != null) for (MergeConfig.OutputSlice s : m.slices()) for (MergeConfig.InputSlice i : s.sources()) perModel.add(i.parameters());
+        }
         for (MergeConfig.Params p : perModel) {
             for (String k : p.values().keySet()) {
                 if (globals.contains(k)) {
@@ -198,13 +186,18 @@ public final class Planner {
 
     private void resolveModels(ModelResolver resolver) {
         Map<ModelRef, String> paths = new LinkedHashMap<>();
-        if (cfg.models() != null) {
-            for (MergeConfig.ModelEntry m : cfg.models()) paths.putIfAbsent(m.model(), m.yamlPath() + ".model");
-        } else {
-            for (MergeConfig.OutputSlice s : cfg.slices()) {
-                for (MergeConfig.InputSlice i : s.sources()) paths.putIfAbsent(i.model(), i.yamlPath() + ".model");
-                if (s.baseModel() != null) paths.putIfAbsent(s.baseModel(), s.yamlPath() + ".base_model");
-            }
+        List<List<MergeConfig.ModelEntry>> modelLists = new ArrayList<>();
+        List<List<MergeConfig.OutputSlice>> sliceLists = new ArrayList<>();
+        if (cfg.models() != null) modelLists.add(cfg.models());
+        if (cfg.slices() != null) sliceLists.add(cfg.slices());
+        if (cfg.modules() != null) for (MergeConfig.ModuleSpec m : cfg.modules().values()) {
+            if (m.models() != null) modelLists.add(m.models());
+            if (m.slices() != null) sliceLists.add(m.slices());
+        }
+        for (List<MergeConfig.ModelEntry> ms : modelLists) for (MergeConfig.ModelEntry m : ms) paths.putIfAbsent(m.model(), m.yamlPath() + ".model");
+        for (List<MergeConfig.OutputSlice> ss : sliceLists) for (MergeConfig.OutputSlice s : ss) {
+            for (MergeConfig.InputSlice i : s.sources()) paths.putIfAbsent(i.model(), i.yamlPath() + ".model");
+            if (s.baseModel() != null) paths.putIfAbsent(s.baseModel(), s.yamlPath() + ".base_model");
         }
         if (cfg.baseModel() != null) paths.putIfAbsent(cfg.baseModel(), "base_model");
         for (Map.Entry<ModelRef, String> e : paths.entrySet()) {
@@ -233,44 +226,104 @@ public final class Planner {
         }
     }
 
-    private List<Slice> slices() {
-        List<Slice> out = new ArrayList<>();
-        if (cfg.models() != null) {
-            List<Source> src = new ArrayList<>();
-            for (MergeConfig.ModelEntry m : cfg.models()) {
-                src.add(new Source(m.model(), 0, layouts.get(m.model()).numLayers(), m.parameters(), m.yamlPath()));
-            }
-            ModelRef base = cfg.baseModel();
-            boolean listed = base != null && src.stream().anyMatch(s -> s.ref.equals(base));
-            if (base != null && !listed && method.baseUse() != MergeMethod.BaseUse.NONE) {
-                src.add(new Source(base, 0, layouts.get(base).numLayers(), MergeConfig.Params.empty("base_model"), "base_model"));
-                // Methods that take the base as their reference are written this way in mergekit's docs; only an averaged-in base surprises.
-                if (method.baseUse() == MergeMethod.BaseUse.ORDINARY) {
-                    warnings.add("base model " + base + " is not listed under models; " + method.name() + " averages it in as an input (as in mergekit)");
+    /**
+     * The output slices of every module, the donor's modules in order. {@code models:} merges
+     * every module, each over its own layers; {@code slices:} slices the language model's stack
+     * and copies every other module whole from one model (the base, else the first slice's);
+     * {@code modules:} gives each module its own models or slices.
+     */
+    private Map<String, List<Slice>> moduleSlices(ModelLayout donorLayout) {
+        Map<String, List<Slice>> out = new LinkedHashMap<>();
+        Map<String, ModelLayout.Module> mods = donorLayout.modules();
+        if (cfg.modules() != null) {
+            for (String name : cfg.modules().keySet()) {
+                if (!mods.containsKey(name)) {
+                    throw new ConfigException("modules." + name, "the models have no module '" + name + "'; their modules are " + String.join(", ", mods.keySet()));
                 }
             }
-            Set<Integer> counts = new LinkedHashSet<>();
-            for (Source s : src) counts.add(s.end);
-            if (counts.size() > 1) {
-                StringBuilder sb = new StringBuilder();
-                for (Source s : src) sb.append(sb.length() == 0 ? "" : ", ").append(s.ref).append(" has ").append(s.end);
-                throw new ConfigException("models", "the models have different layer counts (" + sb + "); use slices: with layer_range to choose layers");
+            for (String name : mods.keySet()) {
+                MergeConfig.ModuleSpec spec = cfg.modules().get(name);
+                if (spec == null) {
+                    throw new ConfigException("modules", "module '" + name + "' has no entry; give every module of the model (" + String.join(", ", mods.keySet())
+                            + ") its models: or slices:");
+                }
+                out.put(name, spec.models() != null ? modelsSlices(name, spec.models(), spec.parameters(), spec.yamlPath() + ".models")
+                        : sliced(name, spec.slices(), spec.parameters()));
             }
-            out.add(new Slice(src, MergeConfig.Params.empty(""), base, ""));
             return out;
         }
-        for (MergeConfig.OutputSlice os : cfg.slices()) {
+        if (cfg.models() != null) {
+            for (String name : mods.keySet()) out.put(name, modelsSlices(name, cfg.models(), MergeConfig.Params.empty(""), "models"));
+            return out;
+        }
+        String main = donorLayout.main().name();
+        if (mods.containsKey("encoder") && mods.containsKey("decoder")) {
+            throw new ConfigException("slices", "the models have an encoder and a decoder stack; slices: would cut only one of them. "
+                    + "Use modules: {encoder: {slices: ...}, decoder: {slices: ...}} to give each its layers");
+        }
+        ModelRef whole = cfg.baseModel() != null ? cfg.baseModel() : cfg.slices().get(0).sources().get(0).model();
+        MergeMethod copy = MethodRegistry.get("passthrough", "merge_method");
+        for (String name : mods.keySet()) {
+            if (name.equals(main)) {
+                out.put(name, sliced(name, cfg.slices(), MergeConfig.Params.empty("")));
+            } else {
+                ModelLayout.Module m = layouts.get(whole).module(name);
+                if (m == null) throw new ConfigException("", "model " + whole + " has no module '" + name + "' to copy");
+                Source src = new Source(whole, 0, m.numLayers(), MergeConfig.Params.empty(""), "slices");
+                out.put(name, List.of(new Slice(List.of(src), MergeConfig.Params.empty(""), null, "", copy, MergeConfig.Params.empty(""))));
+                notes.add("module " + name + " is copied whole from " + whole + " (outside the sliced " + main + ")");
+            }
+        }
+        return out;
+    }
+
+    private ModelLayout.Module moduleOf(ModelRef ref, String module, String yamlPath) {
+        ModelLayout.Module m = layouts.get(ref).module(module);
+        if (m == null) {
+            throw new ConfigException(yamlPath, "model " + ref + " has no module '" + module + "' (it has " + String.join(", ", layouts.get(ref).modules().keySet()) + ")");
+        }
+        return m;
+    }
+
+    private List<Slice> modelsSlices(String module, List<MergeConfig.ModelEntry> models, MergeConfig.Params moduleParams, String yamlPath) {
+        List<Source> src = new ArrayList<>();
+        for (MergeConfig.ModelEntry m : models) {
+            src.add(new Source(m.model(), 0, moduleOf(m.model(), module, m.yamlPath()).numLayers(), m.parameters(), m.yamlPath()));
+        }
+        ModelRef base = cfg.baseModel();
+        boolean listed = base != null && src.stream().anyMatch(s -> s.ref.equals(base));
+        if (base != null && !listed && method.baseUse() != MergeMethod.BaseUse.NONE) {
+            src.add(new Source(base, 0, moduleOf(base, module, "base_model").numLayers(), MergeConfig.Params.empty("base_model"), "base_model"));
+            // Methods that take the base as their reference are written this way in mergekit's docs; only an averaged-in base surprises.
+            String w = "base model " + base + " is not listed under models; " + method.name() + " averages it in as an input (as in mergekit)";
+            if (method.baseUse() == MergeMethod.BaseUse.ORDINARY && !warnings.contains(w)) warnings.add(w);
+        }
+        Set<Integer> counts = new LinkedHashSet<>();
+        for (Source s : src) counts.add(s.end);
+        if (counts.size() > 1) {
+            StringBuilder sb = new StringBuilder();
+            for (Source s : src) sb.append(sb.length() == 0 ? "" : ", ").append(s.ref).append(" has ").append(s.end);
+            String what = module.equals("default") ? "layer counts" : "layer counts in module " + module;
+            throw new ConfigException(yamlPath, "the models have different " + what + " (" + sb + "); use slices: with layer_range to choose layers");
+        }
+        return List.of(new Slice(src, MergeConfig.Params.empty(""), base, "", method, moduleParams));
+    }
+
+    private List<Slice> sliced(String module, List<MergeConfig.OutputSlice> slices, MergeConfig.Params moduleParams) {
+        List<Slice> out = new ArrayList<>();
+        for (MergeConfig.OutputSlice os : slices) {
             List<Source> src = new ArrayList<>();
             int len = -1;
             for (MergeConfig.InputSlice in : os.sources()) {
-                int n = layouts.get(in.model()).numLayers();
+                int n = moduleOf(in.model(), module, in.yamlPath()).numLayers();
                 int a = 0, b = n;
                 if (in.layerRange() != null) {
                     a = in.layerRange()[0];
                     b = in.layerRange()[1];
                     if (b > n) {
+                        String stack = module.equals("default") ? "" : " in module " + module;
                         throw new ConfigException(in.yamlPath() + ".layer_range", "[" + a + ", " + b + "] runs past the end of " + in.model()
-                                + ", which has " + n + " layers (0.." + (n - 1) + "); the end is exclusive");
+                                + ", which has " + n + " layers" + stack + " (0.." + (n - 1) + "); the end is exclusive");
                     }
                 }
                 if (len >= 0 && b - a != len) {
@@ -280,17 +333,17 @@ public final class Planner {
                 src.add(new Source(in.model(), a, b, in.parameters(), in.yamlPath()));
             }
             ModelRef base = os.baseModel() != null ? os.baseModel() : cfg.baseModel();
-            out.add(new Slice(src, os.parameters(), base, os.yamlPath()));
+            out.add(new Slice(src, os.parameters(), base, os.yamlPath(), method, moduleParams));
         }
         return out;
     }
 
-    /** Embeddings (first slice) or final norm and lm_head (last slice); evaluated at t = 0. */
-    private void planEdge(Slice s, boolean pre) {
+    /** The module's tensors before its stack (first slice) or after it (last slice); evaluated at t = 0. */
+    private void planEdge(String module, Slice s, boolean pre) {
         LinkedHashSet<String> names = new LinkedHashSet<>();
         for (Source src : s.sources) {
-            ModelLayout l = layouts.get(src.ref);
-            names.addAll(pre ? l.pre() : l.post());
+            ModelLayout.Module m = layouts.get(src.ref).module(module);
+            names.addAll(pre ? m.pre() : m.post());
         }
         for (String name : names) {
             if (ModelLayout.isLmHead(name)) {
@@ -300,32 +353,37 @@ public final class Planner {
             }
             List<String> inputNames = new ArrayList<>();
             for (int k = 0; k < s.sources.size(); k++) inputNames.add(name);
-            planTensor(name, s, inputNames, 0.0);
+            planTensor(module, name, s, inputNames, 0.0);
         }
     }
 
-    private void planLayer(Slice s, int j, int outIndex, double t) {
+    private void planLayer(String module, Slice s, int j, int outIndex, double t) {
         LinkedHashSet<String> suffixes = new LinkedHashSet<>();
-        for (Source src : s.sources) suffixes.addAll(layouts.get(src.ref).layer(src.start + j).keySet());
-        String outPrefix = layouts.get(s.sources.get(0).ref).layerPrefix();
+        for (Source src : s.sources) suffixes.addAll(layouts.get(src.ref).module(module).stack().layer(src.start + j).keySet());
+        String outPrefix = layouts.get(s.sources.get(0).ref).module(module).stack().prefix();
         for (String suffix : suffixes) {
             List<String> inputNames = new ArrayList<>();
             for (Source src : s.sources) {
-                ModelLayout l = layouts.get(src.ref);
+                ModelLayout.Stack l = layouts.get(src.ref).module(module).stack();
                 String in = l.layer(src.start + j).get(suffix);
                 if (in == null) {
-                    throw new ConfigException(src.yamlPath, "tensor '" + l.layerPrefix() + (src.start + j) + "." + suffix + "' is missing from model "
-                            + src.ref + " (other inputs of this slice have it); the models must share their layer structure");
+                    int elsewhere = -1;
+                    for (int k = 0; k < l.numLayers() && elsewhere < 0; k++) if (l.layer(k).containsKey(suffix)) elsewhere = k;
+                    String hint = elsewhere >= 0 ? "; model " + src.ref + " has it only in some layers (layer " + elsewhere + "), as T5 keeps its position bias in"
+                            + " the first block: choose layer ranges that line such layers up" : "; the models must share their layer structure";
+                    throw new ConfigException(src.yamlPath, "tensor '" + l.prefix() + (src.start + j) + "." + suffix + "' is missing from model "
+                            + src.ref + " (other inputs of this slice have it)" + hint);
                 }
                 inputNames.add(in);
             }
-            planTensor(outPrefix + outIndex + "." + suffix, s, inputNames, t);
+            planTensor(module, outPrefix + outIndex + "." + suffix, s, inputNames, t);
         }
     }
 
-    private void planTensor(String outName, Slice s, List<String> inputNames, double t) {
+    private void planTensor(String module, String outName, Slice s, List<String> inputNames, double t) {
         if (!outNames.add(outName)) throw new ConfigException(s.yamlPath, "output tensor " + outName + " would be written twice");
-        int baseIdx = s.baseIndex(method);
+        moduleOfOutput.put(outName, module);
+        int baseIdx = s.baseIndex();
         List<Source> srcs = new ArrayList<>(s.sources);
         List<ModelFolder.Located> located = new ArrayList<>();
         for (int k = 0; k < srcs.size(); k++) {
@@ -334,7 +392,7 @@ public final class Planner {
             String in = inputNames.get(k);
             ModelFolder.Located l = f.tensor(in);
             if (l == null && ModelLayout.isLmHead(in)) {
-                String tied = layouts.get(src.ref).inputEmbedding();
+                String tied = layouts.get(src.ref).inputEmbedding(layouts.get(src.ref).module(module));
                 if (tied != null) l = f.tensor(tied);
             }
             if (l == null) {
@@ -343,8 +401,7 @@ public final class Planner {
             located.add(l);
         }
         boolean embed = ModelLayout.isLmHead(outName) || ModelLayout.isInputEmbedding(outName);
-        boolean vocabMatrix = embed && !outName.contains("wpe") && !outName.contains("position")
-                && located.stream().allMatch(l -> l.info().rank() == 2);
+        boolean vocabMatrix = embed && ModelLayout.isVocabularyName(outName) && located.stream().allMatch(l -> l.info().rank() == 2);
         if (tokenizer != null && vocabMatrix) {
             planVocabMatrix(outName, s, srcs, located, baseIdx, inputNames, t);
             return;
@@ -356,7 +413,7 @@ public final class Planner {
             same &= Arrays.equals(views[k], views[0]);
         }
         boolean[] drop = new boolean[srcs.size()];
-        if (!same) reconcileShapes(outName, srcs, located, views, drop, baseIdx, embed);
+        if (!same) reconcileShapes(outName, s.method, srcs, located, views, drop, baseIdx, embed);
 
         List<PlannedTensor.Input> inputs = new ArrayList<>();
         List<Source> kept = new ArrayList<>();
@@ -400,16 +457,16 @@ public final class Planner {
 
         Map<String, Double> globals = new LinkedHashMap<>();
         Map<String, double[]> perModel = new LinkedHashMap<>();
-        for (ParamSpec spec : method.parameters()) {
+        for (ParamSpec spec : s.method.parameters()) {
             if (spec.perModel()) {
                 double[] v = new double[kept.size()];
                 for (int k = 0; k < kept.size(); k++) {
                     Source src = kept.get(k);
-                    Double d = lookup(spec.name(), List.of(src.params, s.params, cfg.parameters()), inputNames.get(s.sources.indexOf(src)), t);
+                    Double d = lookup(spec.name(), levels(src.params, s), inputNames.get(s.sources.indexOf(src)), t);
                     if (d == null) {
-                        boolean exempt = k == keptBase && method.baseUse() != MergeMethod.BaseUse.ORDINARY;
+                        boolean exempt = k == keptBase && s.method.baseUse() != MergeMethod.BaseUse.ORDINARY;
                         if (spec.required() && !exempt) {
-                            throw new ConfigException(src.yamlPath + ".parameters." + spec.name(), method.name() + " needs '" + spec.name()
+                            throw new ConfigException(src.yamlPath + ".parameters." + spec.name(), s.method.name() + " needs '" + spec.name()
                                     + "' for model " + src.ref + " (tensor " + inputNames.get(s.sources.indexOf(src)) + "); set it under this model's parameters, the slice's, or the top-level parameters");
                         }
                         d = spec.defaultValue();
@@ -418,10 +475,10 @@ public final class Planner {
                 }
                 perModel.put(spec.name(), v);
             } else {
-                Double d = lookup(spec.name(), List.of(s.params, cfg.parameters()), outName, t);
+                Double d = lookup(spec.name(), levels(null, s), outName, t);
                 if (d == null) {
                     if (spec.required()) {
-                        throw new ConfigException("parameters." + spec.name(), method.name() + " needs the parameter '" + spec.name()
+                        throw new ConfigException("parameters." + spec.name(), s.method.name() + " needs the parameter '" + spec.name()
                                 + "' (tensor " + outName + "); set it under the top-level or slice parameters");
                     }
                     d = spec.defaultValue();
@@ -431,12 +488,12 @@ public final class Planner {
         }
         List<String> labels = new ArrayList<>();
         for (PlannedTensor.Input i : inputs) labels.add(i.model());
-        KernelContext ctx = new KernelContext(method.name(), outName, shape, labels, keptBase, globals, perModel, opts.seed());
-        method.checkParameters(ctx);
-        planned.add(new PlannedTensor(outName, shape, outDType(inputs, keptBase), List.copyOf(inputs), method, ctx));
+        KernelContext ctx = new KernelContext(s.method.name(), outName, shape, labels, keptBase, globals, perModel, opts.seed());
+        s.method.checkParameters(ctx);
+        planned.add(new PlannedTensor(outName, shape, outDType(s.method, inputs, keptBase), List.copyOf(inputs), s.method, ctx));
     }
 
-    private void reconcileShapes(String outName, List<Source> srcs, List<ModelFolder.Located> located, long[][] views,
+    private void reconcileShapes(String outName, MergeMethod method, List<Source> srcs, List<ModelFolder.Located> located, long[][] views,
                                  boolean[] drop, int baseIdx, boolean embed) {
         boolean matrices = Arrays.stream(views).allMatch(v -> v.length == 2);
         String shapes = describeShapes(srcs, views);
@@ -476,7 +533,7 @@ public final class Planner {
         return sb.toString();
     }
 
-    private DType outDType(List<PlannedTensor.Input> inputs, int baseIdx) {
+    private DType outDType(MergeMethod method, List<PlannedTensor.Input> inputs, int baseIdx) {
         boolean allFloat = inputs.stream().allMatch(i -> i.source().info().dtype().isFloating());
         if (!allFloat) return inputs.get(0).source().info().dtype();
         if (cfg.outDtype() != null) return cfg.outDtype();
@@ -493,6 +550,16 @@ public final class Planner {
         }
     }
 
+    /** Parameter levels, first match wins: the source's, the slice's, the module's, the top level's (a copied module reads none of the merge's). */
+    private List<MergeConfig.Params> levels(MergeConfig.Params source, Slice s) {
+        List<MergeConfig.Params> l = new ArrayList<>();
+        if (source != null) l.add(source);
+        l.add(s.params);
+        l.add(s.moduleParams);
+        if (s.method == method) l.add(cfg.parameters());
+        return l;
+    }
+
     private static Double lookup(String name, List<MergeConfig.Params> levels, String tensorName, double t) {
         for (MergeConfig.Params p : levels) {
             if (p == null) continue;
@@ -502,44 +569,5 @@ public final class Planner {
             if (d != null) return d;
         }
         return null;
-    }
-
-    private ObjectNode outputConfig(ModelRef donorRef, ModelFolder donor, int layers) {
-        if (donor.config() == null) {
-            throw new ConfigException("", "model " + donorRef + " (" + donor.dir() + ") has no config.json; the output's config.json is taken from it");
-        }
-        ObjectNode c = donor.config().deepCopy();
-        ModelLayout dl = layouts.get(donorRef);
-        String key = dl.layerKey() != null ? dl.layerKey() : "num_hidden_layers";
-        setAt(c, key, layers);
-        DType dominant = cfg.outDtype() != null ? cfg.outDtype() : cfg.dtype();
-        if (dominant == null) {
-            Map<DType, Long> bytes = new HashMap<>();
-            for (PlannedTensor t : planned) if (t.outDType().isFloating()) bytes.merge(t.outDType(), t.outputBytes(), Long::sum);
-            dominant = bytes.entrySet().stream().max(Map.Entry.comparingByValue()).map(Map.Entry::getKey).orElse(null);
-        }
-        if (dominant != null) c.put("torch_dtype", dominant.torchName());
-        for (PlannedTensor t : planned) {
-            if (ModelLayout.isInputEmbedding(t.name()) && !t.name().contains("wpe") && t.shape().length == 2) {
-                JsonNode vs = c.get("vocab_size");
-                if (vs != null && vs.isIntegralNumber() && vs.asLong() != t.shape()[0]) {
-                    warnings.add("config.json vocab_size set to " + t.shape()[0] + " (the embedding rows) instead of the donor's " + vs.asLong());
-                    c.put("vocab_size", t.shape()[0]);
-                }
-                break;
-            }
-        }
-        return c;
-    }
-
-    static void setAt(ObjectNode root, String dotted, int value) {
-        String[] parts = dotted.split("\\.");
-        ObjectNode cur = root;
-        for (int i = 0; i < parts.length - 1; i++) {
-            JsonNode n = cur.get(parts[i]);
-            if (!(n instanceof ObjectNode o)) return;
-            cur = o;
-        }
-        cur.put(parts[parts.length - 1], value);
     }
 }

@@ -162,7 +162,9 @@ public final class TokenizerMerge {
     static int vocabSize(ModelFolder m) {
         if (m.config() != null && m.config().path("vocab_size").isIntegralNumber()) return m.config().get("vocab_size").asInt();
         for (Map.Entry<String, ModelFolder.Located> e : m.tensors().entrySet()) {
-            if (ModelLayout.isInputEmbedding(e.getKey()) && e.getValue().info().rank() == 2) return (int) e.getValue().info().shape()[0];
+            if (ModelLayout.isInputEmbedding(e.getKey()) && ModelLayout.isVocabularyName(e.getKey()) && e.getValue().info().rank() == 2) {
+                return (int) e.getValue().info().shape()[0];
+            }
         }
         return Integer.MAX_VALUE;
     }

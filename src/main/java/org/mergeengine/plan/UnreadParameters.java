@@ -68,6 +68,16 @@ public final class UnreadParameters {
                 for (MergeConfig.InputSlice i : s.sources()) if (i.parameters() != null) b.add(i.parameters());
             }
         }
+        if (cfg.modules() != null) {
+            for (MergeConfig.ModuleSpec m : cfg.modules().values()) {
+                if (m.parameters() != null) b.add(m.parameters());
+                if (m.models() != null) for (MergeConfig.ModelEntry e : m.models()) if (e.parameters() != null) b.add(e.parameters());
+                if (m.slices() != null) for (MergeConfig.OutputSlice s : m.slices()) {
+                    if (s.parameters() != null) b.add(s.parameters());
+                    for (MergeConfig.InputSlice i : s.sources()) if (i.parameters() != null) b.add(i.parameters());
+                }
+            }
+        }
         return b;
     }
 }
