@@ -120,6 +120,7 @@ public final class Main implements Callable<Integer> {
     static CommandLine commandLine(Main main, PrintStream stdout, PrintStream stderr) {
         CommandLine cl = new CommandLine(main)
                 .addSubcommand(new MultiCommand(stdout, stderr))
+                .addSubcommand(new EvalCommand(stdout, stderr))
                 .addSubcommand(new ExtractLoraCommand(stderr))
                 .addSubcommand(new NodeCommand(stdout))
                 .addSubcommand(new CacheCommand(stdout))
