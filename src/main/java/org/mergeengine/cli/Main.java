@@ -1,7 +1,6 @@
 package org.mergeengine.cli;
 
 import com.typesafe.config.ConfigFactory;
-import java.io.IOException;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.net.InetAddress;
@@ -292,12 +291,7 @@ public final class Main implements Callable<Integer> {
     /** Joins the cluster as a node, coordinates the merge from here and leaves when it is done. */
     private int clusterRun(HubSettings hub, PlanOptions planOpts, MergeOptions opts) {
         if (dryRun) throw MergeException.user("--dry-run plans locally; run it without --cluster");
-        String text;
-        try {
-            text = Files.readString(config);
-        } catch (IOException e) {
-            throw MergeException.user(config + ": cannot read the config (" + e.getMessage() + ")");
-        }
+        String text = ConfigParser.readText(config);
         warn(UnreadParameters.check(ConfigParser.parseFile(config)));
         failIfStrict();
         Path outDir = outDir().toAbsolutePath();

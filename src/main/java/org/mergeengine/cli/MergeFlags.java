@@ -39,6 +39,9 @@ final class MergeFlags {
     @Option(names = "--allow-crimes", negatable = true, description = "allow merging models of different architectures")
     boolean allowCrimes;
 
+    @Option(names = "--fail-on-nonfinite", description = "stop with an error when an input tensor holds NaN or infinite values (default: a warning naming the model and tensor)")
+    boolean failOnNonFinite;
+
     @Option(names = "--max-memory", paramLabel = "SIZE", description = "budget for tensor data in flight (default: half the JVM heap)")
     String maxMemory;
 
@@ -185,7 +188,7 @@ final class MergeFlags {
     /** The engine's options, without devices or a progress listener. */
     MergeOptions mergeOptions() {
         if (chunkElements < 1024) throw MergeException.user("--chunk-elements must be at least 1024");
-        return new MergeOptions(lanes(), budget(), chunkElements, copyTokenizer, writeModelCard, null);
+        return new MergeOptions(lanes(), budget(), chunkElements, copyTokenizer, writeModelCard, null).withFailOnNonFinite(failOnNonFinite);
     }
 
     /** The lanes' devices for --backend/--cuda/--device/--multi-gpu, or null for plain CPU lanes. */

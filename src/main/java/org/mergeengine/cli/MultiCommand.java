@@ -1,9 +1,6 @@
 package org.mergeengine.cli;
 
-import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
@@ -11,6 +8,7 @@ import java.util.concurrent.Callable;
 import org.mergeengine.MergeException;
 import org.mergeengine.api.MergeService;
 import org.mergeengine.config.ConfigException;
+import org.mergeengine.config.ConfigParser;
 import org.mergeengine.engine.Device;
 import org.mergeengine.engine.MergeOptions;
 import org.mergeengine.hub.HubSettings;
@@ -65,12 +63,7 @@ final class MultiCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         flags.printNotes(err);
-        String text;
-        try {
-            text = Files.readString(config, StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw MergeException.user(config + ": cannot read (" + e.getMessage() + ")");
-        }
+        String text = ConfigParser.readText(config);
         MultiConfig multi;
         try {
             multi = MultiConfig.parse(text, intermediate.toAbsolutePath(), outPath == null ? null : outPath.toAbsolutePath());

@@ -1,11 +1,15 @@
 package org.mergeengine.cli;
 
+import com.typesafe.config.ConfigFactory;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.mergeengine.MergeException;
 import org.mergeengine.cluster.HttpFrontend;
 import org.mergeengine.cluster.MergeNode;
@@ -37,6 +41,28 @@ final class NodeCommand implements Callable<Integer> {
 
     @Option(names = "--http-host", paramLabel = "HOST", description = "address the HTTP interface binds to (default 127.0.0.1)")
     String httpHost = "127.0.0.1";
+
+    @Option(names = "--http-token-file", paramLabel = "FILE",
+            description = "where the HTTP token is written, readable by you only ({port}: the HTTP port; default ~/.cache/merge-engine/http-{port}.token). "
+                    + "The token is MERGE_ENGINE_HTTP_TOKEN if set, else made at random")
+    Path httpTokenFile;
+
+    @Option(names = "--http-allowed-hosts", paramLabel = "NAMES", split = ",",
+            description = "host names clients may use for this node besides its bound address (the Host header; others are refused)")
+    List<String> httpAllowedHosts = new ArrayList<>();
+
+    @Option(names = "--http-allowed-origins", paramLabel = "ORIGINS", split = ",",
+            description = "web origins (https://host[:port]) whose pages may call the HTTP interface; none by default")
+    List<String> httpAllowedOrigins = new ArrayList<>();
+
+    @Option(names = "--tls-key-store", paramLabel = "FILE", description = "PKCS12 key store with this node's key and certificate (cluster TLS)")
+    Path tlsKeyStore;
+
+    @Option(names = "--tls-trust-store", paramLabel = "FILE", description = "PKCS12 trust store with the certificates (or CA) of all nodes")
+    Path tlsTrustStore;
+
+    @Option(names = "--tls-password-file", paramLabel = "FILE", description = "file holding the password of both stores (else MERGE_ENGINE_TLS_PASSWORD)")
+    Path tlsPasswordFile;
 
     @Option(names = "--max-memory", paramLabel = "SIZE", description = "budget for tensor data on this node (default: half the JVM heap)")
     String maxMemory;
@@ -74,21 +100,60 @@ final class NodeCommand implements Callable<Integer> {
         for (int i = 0; i < n; i++) {
             lanes.add(laneDelayMs > 0 ? Device.simulated("cpu-" + i, java.time.Duration.ofMillis(laneDelayMs)) : Device.cpu(i));
         }
+        Map<String, Object> tls = new HashMap<>();
+        if (tlsKeyStore != null) tls.put("merge-engine.cluster.tls.key-store", tlsKeyStore.toAbsolutePath().toString());
+        if (tlsTrustStore != null) tls.put("merge-engine.cluster.tls.trust-store", tlsTrustStore.toAbsolutePath().toString());
+        if (tlsPasswordFile != null) tls.put("merge-engine.cluster.tls.password-file", tlsPasswordFile.toAbsolutePath().toString());
         MergeNode.Settings s = new MergeNode.Settings(host, port, seeds, lanes, budget, HubSettings.fromEnvironment(System.getenv(), cacheDir, offline),
-                maxMerges, com.typesafe.config.ConfigFactory.empty());
+                maxMerges, ConfigFactory.parseMap(tls));
         MergeNode node = MergeNode.start(s);
-        HttpFrontend http = httpPort == null ? null : HttpFrontend.start(node, httpHost, httpPort);
+        HttpFrontend http;
+        try {
+            http = httpPort == null ? null : HttpFrontend.start(node, HttpFrontend.Settings.of(httpHost, httpPort)
+                    .withToken(System.getenv("MERGE_ENGINE_HTTP_TOKEN"), httpTokenFile != null ? httpTokenFile : defaultTokenFile())
+                    .withAllowed(httpAllowedHosts, httpAllowedOrigins));
+        } catch (RuntimeException e) {
+            node.close();
+            throw e;
+        }
         CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+        AtomicInteger exit = new AtomicInteger();
+        Thread hook = new Thread(() -> {
             // SIGTERM or Ctrl-C: leave the cluster so that coordinators requeue this node's tasks at once.
             if (http != null) http.close();
             node.close();
             stopped.countDown();
-        }, "merge-node-shutdown"));
+        }, "merge-node-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        node.onRemoved(() -> {
+            // A removed member cannot rejoin with this actor system: exit, and let a supervisor start a fresh node.
+            exit.set(REMOVED);
+            stopped.countDown();
+        });
         out.println("node " + node.address() + " is up with " + n + " worker lane(s); members: " + String.join(", ", node.members()));
-        if (http != null) out.println("HTTP on http://" + httpHost + ":" + http.port() + "/merges");
+        if (http != null) out.println("HTTP on http://" + httpHost + ":" + http.port() + "/merges (token in " + http.tokenFile() + ")");
         out.flush();
         stopped.await();
-        return 0;
+        if (exit.get() == REMOVED) {
+            System.err.println("error: " + node.state());
+            System.err.flush();
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException e) {
+                // already shutting down
+            }
+            if (http != null) http.close();
+            node.close();
+        }
+        return exit.get();
+    }
+
+    /** The exit status of a node the cluster removed. */
+    static final int REMOVED = 3;
+
+    private static Path defaultTokenFile() {
+        String xdg = System.getenv("XDG_CACHE_HOME");
+        Path cache = xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("user.home"), ".cache");
+        return cache.resolve("merge-engine").resolve("http-{port}.token");
     }
 }

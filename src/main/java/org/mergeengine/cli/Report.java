@@ -18,6 +18,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.stream.Stream;
 import org.mergeengine.engine.MergeOptions;
+import org.mergeengine.engine.OutputFolder;
 import org.mergeengine.engine.Progress;
 import org.mergeengine.formats.Json;
 import org.mergeengine.plan.MergePlan;
@@ -63,6 +64,9 @@ final class Report {
         out.println("peak memory est: " + Sizes.human(peakEstimate(plan, opts)) + " of tensor data (the " + opts.workers()
                 + " largest tasks in flight at once)");
         out.println("output folder:   " + outDir);
+        for (Path stale : OutputFolder.staleTemporaries(outDir, OutputFolder.tempPath(outDir, OutputFolder.planHash(plan)))) {
+            out.println("stale temporary: " + stale + " (left by an interrupted run of another plan; a run into this folder removes it)");
+        }
         if (verbosity > 0) {
             for (PlannedTensor t : plan.tensors()) {
                 StringBuilder sb = new StringBuilder("  [").append(plan.modules().get(t.name())).append("] ").append(t.name()).append(' ').append(Arrays.toString(t.shape()))

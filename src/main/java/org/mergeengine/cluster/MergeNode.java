@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.AddressFromURIString;
@@ -40,8 +41,14 @@ import org.mergeengine.plan.Planner;
  * cluster, and merges submitted to it (from Java, the CLI or HTTP) are planned and coordinated
  * here and run on the lanes of every node. Submitted merges queue and run
  * {@code maxConcurrentMerges} at a time.
+ *
+ * <p>A node the cluster removes (downed by the split-brain resolver after a partition, or by
+ * another member) cannot come back: its actor system terminates. It then says so in
+ * {@link #state()}, refuses new merges, fails its queued ones, and runs the callbacks given to
+ * {@link #onRemoved}; the {@code node} command exits with a nonzero status so that a supervisor
+ * starts it again.
  */
-public final class MergeNode implements AutoCloseable {
+public final class MergeNode implements AutoCloseable, HttpFrontend.Backend {
     /**
      * How a node starts.
      * @param host the address other nodes reach this one at
@@ -123,6 +130,48 @@ public final class MergeNode implements AutoCloseable {
             for (Device d : settings.lanes()) ctx.spawn(ClusterWorker.create(jobs, d, name + "/" + d.name()), "lane-" + (i++));
             return Behaviors.receiveMessage(stop -> Behaviors.stopped());
         }), "merge-node-" + nodeNumber, Props.empty());
+        org.apache.pekko.cluster.Cluster.get(system.classicSystem()).registerOnMemberRemoved(this::removed);
+    }
+
+    private volatile String state = "up";
+    private final List<Runnable> onRemoved = new CopyOnWriteArrayList<>();
+
+    /** Runs when the cluster removes this node against its will (not when it is closed). */
+    public MergeNode onRemoved(Runnable r) {
+        onRemoved.add(r);
+        if (state.startsWith("down")) r.run();
+        return this;
+    }
+
+    /** "up" while this node is a member; otherwise why it is not ("down: ...", "stopped"). */
+    @Override
+    public String state() {
+        return state;
+    }
+
+    private void removed() {
+        if (closed.get()) {
+            state = "stopped";
+            return;
+        }
+        state = "down: the cluster removed this node (a partition or a failure detector downed it); it takes no more work and must be restarted";
+        List<Submission> dropped;
+        synchronized (this) {
+            dropped = new ArrayList<>(queued);
+            queued.clear();
+        }
+        for (Submission s : dropped) s.complete(null, MergeException.user("not started: " + state));
+        // Their coordinators stopped with the actor system and will not report; the temporary folders stay for a resume.
+        for (Submission s : submissions.values()) {
+            if (s.state() == Submission.State.RUNNING) s.complete(null, MergeException.user("stopped: " + state));
+        }
+        for (Runnable r : onRemoved) {
+            try {
+                r.run();
+            } catch (RuntimeException e) {
+                // one callback's failure must not keep the others from running
+            }
+        }
     }
 
     private enum Stop { INSTANCE }
@@ -131,21 +180,27 @@ public final class MergeNode implements AutoCloseable {
 
     private final org.apache.pekko.actor.typed.ActorRef<Stop> lanes;
 
-    /** The Pekko settings of a node: the given ones over the cluster defaults over application.conf. */
+    /**
+     * The Pekko settings of a node: the given ones over the cluster defaults over application.conf,
+     * with remoting over TLS (see {@link ClusterTls}); refused for a non-loopback address without
+     * a key store.
+     */
     public static Config config(Settings s) {
-        return ConfigFactory.parseMap(Map.of("pekko.remote.artery.canonical.hostname", s.host(), "pekko.remote.artery.canonical.port", s.port()))
+        Config all = ConfigFactory.parseMap(Map.of("pekko.remote.artery.canonical.hostname", s.host(), "pekko.remote.artery.canonical.port", s.port()))
                 .withFallback(ConfigFactory.systemProperties())
                 .withFallback(s.extra())
                 .withFallback(ConfigFactory.parseResources(MergeNode.class.getClassLoader(), "merge-engine-cluster.conf"))
                 .withFallback(ConfigFactory.load())
                 .resolve();
+        return ClusterTls.settings(all, s.host()).withFallback(all);
     }
 
     /** Starts a node in a new actor system (named {@code merge-engine}) and waits until it is an Up member. */
     public static MergeNode start(Settings s) {
+        Config config = config(s);
         ActorSystem<Void> system;
         try {
-            system = ActorSystem.create(Behaviors.empty(), "merge-engine", config(s));
+            system = ActorSystem.create(Behaviors.empty(), "merge-engine", config);
         } catch (RuntimeException e) {
             throw MergeException.user("cannot start a cluster node on " + s.host() + ":" + s.port() + ": " + e.getMessage());
         }
@@ -198,6 +253,7 @@ public final class MergeNode implements AutoCloseable {
     }
 
     /** This node's address, as other nodes list it as a seed: {@code pekko://merge-engine@host:port}. */
+    @Override
     public String address() {
         return Cluster.get(system).selfMember().address().toString();
     }
@@ -207,6 +263,7 @@ public final class MergeNode implements AutoCloseable {
     }
 
     /** The members of the cluster that are Up, as this node sees them. */
+    @Override
     public List<String> members() {
         List<String> m = new ArrayList<>();
         Cluster.get(system).state().getMembers().forEach(x -> {
@@ -219,7 +276,9 @@ public final class MergeNode implements AutoCloseable {
      * Queues a merge; it is planned and coordinated on this node and its tasks run on every node's
      * lanes. Config mistakes are reported here, before anything is queued.
      */
+    @Override
     public Submission submit(Request r) {
+        if (!state.equals("up")) throw MergeException.user("this node takes no merges: " + state);
         MergeConfig cfg = ConfigParser.parse(r.configText());
         Planner.checkConfig(cfg);
         OutputFolder.check(r.out());
@@ -239,10 +298,12 @@ public final class MergeNode implements AutoCloseable {
         return s;
     }
 
+    @Override
     public Optional<Submission> submission(String id) {
         return Optional.ofNullable(submissions.get(id));
     }
 
+    @Override
     public List<Submission> submissions() {
         return submissions.values().stream().sorted(java.util.Comparator.comparing(Submission::id)).toList();
     }

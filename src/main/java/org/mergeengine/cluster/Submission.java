@@ -8,6 +8,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.Consumer;
 import org.mergeengine.engine.Progress;
+import org.mergeengine.hub.Urls;
 
 /** A merge submitted to a node: its state (queued, running, done or failed), the latest progress, and the result. */
 public final class Submission {
@@ -58,13 +59,15 @@ public final class Submission {
         for (Consumer<Progress> l : listeners) l.accept(p);
     }
 
-    void complete(Progress p, Throwable err) {
+    /** The first outcome counts: a merge failed because its node was removed may still hear from its actors. */
+    synchronized void complete(Progress p, Throwable err) {
+        if (state == State.DONE || state == State.FAILED) return;
         if (err == null) {
             if (p != null) progress = p;
             move(State.DONE);
             result.complete(p);
         } else {
-            error = ClusterWorker.message(err);
+            error = Urls.redact(ClusterWorker.message(err));
             move(State.FAILED);
             result.completeExceptionally(err);
         }

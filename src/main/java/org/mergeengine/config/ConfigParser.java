@@ -1,11 +1,7 @@
 package org.mergeengine.config;
 
-import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeType;
-import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
-import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -23,10 +19,6 @@ import org.mergeengine.formats.DType;
  * mistake reported with its YAML path and what would be valid; nothing here touches a model.
  */
 public final class ConfigParser {
-    static final ObjectMapper YAML = YAMLMapper.builder(new YAMLFactory())
-            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
-            .build();
-
     static final Set<String> TOP_KEYS = Set.of("merge_method", "base_model", "models", "slices", "modules",
             "parameters", "dtype", "out_dtype", "tokenizer_source", "tokenizer", "chat_template", "name");
     static final Set<String> MODEL_KEYS = Set.of("model", "parameters");
@@ -39,12 +31,7 @@ public final class ConfigParser {
     private ConfigParser() {}
 
     public static MergeConfig parseFile(Path file) {
-        String text;
-        try {
-            text = Files.readString(file, StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new ConfigException(null, file + ": cannot read the config (" + e.getMessage() + ")");
-        }
+        String text = readText(file);
         try {
             return parse(text);
         } catch (ConfigException e) {
@@ -61,25 +48,24 @@ public final class ConfigParser {
         return fromTree(docs.get(0), text);
     }
 
-    /** Every non-empty YAML document of a file (documents are separated by '---'). */
+    /** Every non-empty YAML document of a file (documents are separated by '---'), aliases resolved as PyYAML does. */
     public static List<JsonNode> readDocuments(String text) {
-        List<JsonNode> docs = new ArrayList<>();
-        try (var parser = YAML.createParser(text)) {
-            var it = YAML.readValues(parser, JsonNode.class);
-            while (it.hasNextValue()) {
-                JsonNode n = it.nextValue();
-                if (n != null && !n.isNull() && !n.isMissingNode()) docs.add(n);
-            }
-        } catch (IOException | RuntimeException e) {
-            String msg = e instanceof com.fasterxml.jackson.core.JsonProcessingException jp ? jp.getOriginalMessage() : e.getMessage();
-            String where = "";
-            if (e instanceof com.fasterxml.jackson.core.JsonProcessingException jp && jp.getLocation() != null) {
-                where = " at line " + jp.getLocation().getLineNr() + ", column " + jp.getLocation().getColumnNr();
-            }
-            throw new ConfigException(null, "not valid YAML" + where + ": " + firstLine(msg));
-        }
+        List<JsonNode> docs = YamlDocuments.read(text);
         if (docs.isEmpty()) throw new ConfigException(null, "the config is empty");
         return docs;
+    }
+
+    /** A config file's text; one too large to be a config is refused before it is read. */
+    public static String readText(Path file) {
+        try {
+            if (Files.size(file) > YamlDocuments.MAX_CHARS * 4L) { // UTF-8: at most 4 bytes a character
+                throw new ConfigException(null, file + ": " + Files.size(file) + " bytes; configs over " + (YamlDocuments.MAX_CHARS >> 20)
+                        + " MiB are refused (a merge config is a few kilobytes)");
+            }
+            return Files.readString(file, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new ConfigException(null, file + ": cannot read the config (" + e.getMessage() + ")");
+        }
     }
 
     public static MergeConfig fromTree(JsonNode root, String sourceText) {
@@ -210,7 +196,7 @@ public final class ConfigParser {
         Integer pad = null;
         JsonNode p = block.get("pad_to_multiple_of");
         if (p != null && !p.isNull()) {
-            if (!p.isIntegralNumber() || p.asInt() <= 0) throw new ConfigException("tokenizer.pad_to_multiple_of", "must be a positive integer");
+            if (!p.isIntegralNumber() || exactInt(p, "tokenizer.pad_to_multiple_of") <= 0) throw new ConfigException("tokenizer.pad_to_multiple_of", "must be a positive integer");
             pad = p.asInt();
         }
         Map<String, MergeConfig.TokenSpec> tokens = new LinkedHashMap<>();
@@ -251,7 +237,7 @@ public final class ConfigParser {
                 boolean hasId = src.hasNonNull("token_id"), hasTok = src.hasNonNull("token");
                 if (hasId == hasTok) throw new ConfigException(p + ".source", "model_token needs exactly one of token_id and token");
                 if (hasId && !src.get("token_id").isIntegralNumber()) throw new ConfigException(p + ".source.token_id", "must be an integer");
-                return new MergeConfig.TokenSpec("model_token", m, hasId ? src.get("token_id").asInt() : null,
+                return new MergeConfig.TokenSpec("model_token", m, hasId ? exactInt(src.get("token_id"), p + ".source.token_id") : null,
                         hasTok ? src.get("token").asText() : null, force, p);
             }
             default:
@@ -264,9 +250,15 @@ public final class ConfigParser {
         if (!n.isArray() || n.size() != 2 || !n.get(0).isIntegralNumber() || !n.get(1).isIntegralNumber()) {
             throw new ConfigException(p, "must be [start, end]: two integers, end exclusive");
         }
-        int a = n.get(0).asInt(), b = n.get(1).asInt();
+        int a = exactInt(n.get(0), p), b = exactInt(n.get(1), p);
         if (a < 0 || b <= a) throw new ConfigException(p, "[" + a + ", " + b + "] is not a valid range: need 0 <= start < end");
         return new int[] {a, b};
+    }
+
+    /** An integer as written: one too large for the engine is refused with its own digits, never wrapped around. */
+    static int exactInt(JsonNode n, String p) {
+        if (!n.canConvertToInt()) throw new ConfigException(p, n.asText() + " is out of range (integers here are at most " + Integer.MAX_VALUE + ")");
+        return n.asInt();
     }
 
     private static DType dtype(JsonNode n, String p) {
@@ -382,11 +374,5 @@ public final class ConfigParser {
             case NULL: return "null";
             default: return t.name().toLowerCase(java.util.Locale.ROOT);
         }
-    }
-
-    private static String firstLine(String s) {
-        if (s == null) return "";
-        int i = s.indexOf('\n');
-        return i < 0 ? s : s.substring(0, i);
     }
 }

@@ -26,6 +26,7 @@ final class InputReader {
     void read(PlannedTensor.Input in, long start, int len, float[] dst) {
         if (in.rows() != null) readPermuted(in.rows(), start, len, dst);
         else readStored(in.source(), in.view(), start, len, dst);
+        NonFinite.seen(in, start, len, dst);
         DType cast = in.castTo();
         DType dt = in.source().info().dtype();
         if (cast != null && cast != dt && narrower(cast, dt)) {

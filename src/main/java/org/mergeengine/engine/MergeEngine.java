@@ -90,6 +90,12 @@ public final class MergeEngine implements AutoCloseable {
                 staged.abort();
                 throw err instanceof RuntimeException re ? re : new CompletionException(err);
             }
+            try {
+                NonFinite.check(plan, opts.failOnNonFinite());
+            } catch (MergeException e) {
+                staged.abort();
+                throw e;
+            }
             staged.finish(opts);
             return p;
         }, io);

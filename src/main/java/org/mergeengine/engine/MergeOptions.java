@@ -14,9 +14,16 @@ import java.util.function.Consumer;
  * @param progress called after each tensor (on an actor thread; keep it quick), or null
  * @param stageHash recorded in the completion marker (multi-stage merges), or null
  * @param devices the worker lanes' devices, or null for {@code workers} CPU lanes
+ * @param failOnNonFinite NaN or infinite input values are an error (else a warning)
  */
 public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer,
-                           boolean writeModelCard, Consumer<Progress> progress, String stageHash, List<Device> devices) {
+                           boolean writeModelCard, Consumer<Progress> progress, String stageHash, List<Device> devices,
+                           boolean failOnNonFinite) {
+    public MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer, boolean writeModelCard,
+                        Consumer<Progress> progress, String stageHash, List<Device> devices) {
+        this(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, devices, false);
+    }
+
     public MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer, boolean writeModelCard,
                         Consumer<Progress> progress, String stageHash) {
         this(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, null);
@@ -31,7 +38,7 @@ public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, 
     }
 
     public MergeOptions withDevices(List<Device> d) {
-        return new MergeOptions(d.size(), maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, d);
+        return new MergeOptions(d.size(), maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, d, failOnNonFinite);
     }
 
     public MergeOptions(int workers, long maxMemoryBytes, int chunkElements, boolean copyTokenizer, boolean writeModelCard, Consumer<Progress> progress) {
@@ -40,7 +47,7 @@ public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, 
 
     /** A multi-merge stage's identity, recorded in the completion marker. */
     public MergeOptions withStageHash(String h) {
-        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, h, devices);
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, h, devices, failOnNonFinite);
     }
 
     public static final int DEFAULT_CHUNK = 1 << 20;
@@ -54,14 +61,18 @@ public record MergeOptions(int workers, long maxMemoryBytes, int chunkElements, 
     }
 
     public MergeOptions withWorkers(int n) {
-        return new MergeOptions(n, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, devices);
+        return new MergeOptions(n, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, devices, failOnNonFinite);
     }
 
     public MergeOptions withChunkElements(int n) {
-        return new MergeOptions(workers, maxMemoryBytes, n, copyTokenizer, writeModelCard, progress, stageHash, devices);
+        return new MergeOptions(workers, maxMemoryBytes, n, copyTokenizer, writeModelCard, progress, stageHash, devices, failOnNonFinite);
     }
 
     public MergeOptions withProgress(Consumer<Progress> p) {
-        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, p, stageHash, devices);
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, p, stageHash, devices, failOnNonFinite);
+    }
+
+    public MergeOptions withFailOnNonFinite(boolean fail) {
+        return new MergeOptions(workers, maxMemoryBytes, chunkElements, copyTokenizer, writeModelCard, progress, stageHash, devices, fail);
     }
 }

@@ -6,14 +6,23 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermission;
 import java.security.MessageDigest;
 import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collection;
+import java.util.EnumSet;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.mergeengine.MergeException;
 import org.mergeengine.formats.Json;
 import org.mergeengine.formats.ModelFolder;
@@ -30,14 +39,57 @@ public final class OutputFolder {
 
     private OutputFolder() {}
 
-    /** Refuses an output path that holds something other than an earlier merge (nothing is overwritten by surprise). */
+    /**
+     * Refuses an output path that holds something other than an earlier merge (nothing is
+     * overwritten by surprise), or that another merge is writing now.
+     */
     public static void check(Path out) {
-        if (Files.exists(out) && !Files.isDirectory(out)) {
-            throw MergeException.user(out + " exists and is a file; choose a folder for the output");
+        Path o = normalize(out);
+        checkContents(o);
+        OutputLock.checkFree(o);
+    }
+
+    /** The output path as the merge uses it: absolute, with '.' and '..' resolved before any folder is made. */
+    public static Path normalize(Path out) {
+        Path o = out.toAbsolutePath().normalize();
+        if (o.getFileName() == null) throw MergeException.user(out + " is not a usable output folder (it names the root)");
+        return o;
+    }
+
+    /** Refuses an existing {@code out} that is neither empty nor an earlier merge-engine output. */
+    static void checkContents(Path out) {
+        if (Files.exists(out, LinkOption.NOFOLLOW_LINKS) && !Files.isDirectory(out, LinkOption.NOFOLLOW_LINKS)) {
+            throw MergeException.user(out + " exists and is " + (Files.isSymbolicLink(out) ? "a symbolic link" : "a file") + "; choose a folder for the output");
         }
-        if (Files.isDirectory(out) && !Files.exists(out.resolve(MARKER)) && !isEmpty(out)) {
+        if (Files.isDirectory(out, LinkOption.NOFOLLOW_LINKS) && !isEarlierOutput(out)) {
             throw MergeException.user(out + " exists and is not an earlier merge-engine output; choose an empty or new folder, or remove it");
         }
+    }
+
+    private static boolean isEarlierOutput(Path dir) {
+        return Files.isRegularFile(dir.resolve(MARKER), LinkOption.NOFOLLOW_LINKS) || isEmpty(dir);
+    }
+
+    /**
+     * Temporary folders of {@code out} other than {@code keep}: runs of other plans that crashed
+     * (their inputs or config changed since, so nothing resumes them) and replaced outputs a crash
+     * left aside. Only the holder of the output's lock may remove them: no live run uses them then.
+     */
+    public static List<Path> staleTemporaries(Path out, Path keep) {
+        Path o = normalize(out);
+        String partial = "." + o.getFileName() + ".partial-", old = "." + o.getFileName() + ".old-";
+        List<Path> stale = new ArrayList<>();
+        if (!Files.isDirectory(o.getParent())) return stale;
+        try (DirectoryStream<Path> s = Files.newDirectoryStream(o.getParent())) {
+            for (Path p : s) {
+                String n = p.getFileName().toString();
+                if ((n.startsWith(partial) || n.startsWith(old)) && !p.equals(keep) && Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) stale.add(p);
+            }
+        } catch (IOException e) {
+            return stale;
+        }
+        stale.sort(null);
+        return stale;
     }
 
     static boolean isEmpty(Path dir) {
@@ -53,9 +105,15 @@ public final class OutputFolder {
      * crash is found and finished by the next run of the same plan.
      */
     public static Path tempFor(Path out, String planHash) throws IOException {
-        Path parent = out.toAbsolutePath().getParent();
-        Files.createDirectories(parent);
-        return parent.resolve("." + out.getFileName() + ".partial-" + planHash.substring(0, 16));
+        Path t = tempPath(out, planHash);
+        Files.createDirectories(t.getParent());
+        return t;
+    }
+
+    /** Where {@link #tempFor} puts the temporary folder, without making anything. */
+    public static Path tempPath(Path out, String planHash) {
+        Path o = normalize(out);
+        return o.resolveSibling("." + o.getFileName() + ".partial-" + planHash.substring(0, 16));
     }
 
     /**
@@ -98,6 +156,7 @@ public final class OutputFolder {
         if (index != null) Json.write(tmp.resolve("model.safetensors.index.json"), index);
         for (Map.Entry<String, byte[]> f : plan.files().files(out.getFileName().toString(), opts.copyTokenizer(), opts.writeModelCard()).entrySet()) {
             Files.write(tmp.resolve(f.getKey()), f.getValue());
+            keepPermissions(tmp.resolve(f.getKey()), f.getKey(), f.getValue(), plan.models().values());
         }
         String configText = plan.config().sourceText();
         Files.deleteIfExists(tmp.resolve(Journal.FILE));
@@ -112,14 +171,53 @@ public final class OutputFolder {
         moveIntoPlace(tmp, out);
     }
 
+    /**
+     * A file copied unchanged from an input folder gets no wider permissions than its source there:
+     * a file only its owner may read stays so in the output (which users share and upload).
+     */
+    static void keepPermissions(Path written, String name, byte[] bytes, Collection<ModelFolder> models) throws IOException {
+        if (Files.getFileAttributeView(written, PosixFileAttributeView.class) == null) return;
+        Set<PosixFilePermission> perms = EnumSet.copyOf(Files.getPosixFilePermissions(written));
+        boolean narrowed = false;
+        for (ModelFolder m : models) {
+            for (Path src : new Path[] {m.resolveTokenizerFile(name), m.resolveInside(name)}) {
+                if (src == null || !Files.isRegularFile(src) || Files.size(src) != bytes.length || !Arrays.equals(Files.readAllBytes(src), bytes)) continue;
+                if (Files.getFileAttributeView(src, PosixFileAttributeView.class) == null) continue;
+                narrowed |= perms.retainAll(Files.getPosixFilePermissions(src));
+            }
+        }
+        if (!narrowed) return;
+        perms.add(PosixFilePermission.OWNER_READ); // the owner keeps what it needs to replace the folder later
+        perms.add(PosixFilePermission.OWNER_WRITE);
+        Files.setPosixFilePermissions(written, perms);
+    }
+
+    /**
+     * Replaces {@code out} with the finished folder. What stands at {@code out} now is checked again
+     * (a folder made while the merge ran is not an earlier output), and again once it is moved aside,
+     * so that only merge-engine output is ever deleted. A refusal leaves the finished merge in
+     * {@code tmp} and says so.
+     */
     static void moveIntoPlace(Path tmp, Path out) throws IOException {
         Path old = null;
-        if (Files.exists(out)) {
+        if (Files.exists(out, LinkOption.NOFOLLOW_LINKS)) {
+            refuseUnlessEarlierOutput(out, tmp);
             old = out.resolveSibling("." + out.getFileName() + ".old-" + System.nanoTime());
             Files.move(out, old, StandardCopyOption.ATOMIC_MOVE);
+            if (!Files.isDirectory(old, LinkOption.NOFOLLOW_LINKS) || !isEarlierOutput(old)) { // changed between the check and the move
+                Files.move(old, out, StandardCopyOption.ATOMIC_MOVE);
+                refuseUnlessEarlierOutput(out, tmp);
+            }
         }
         Files.move(tmp, out, StandardCopyOption.ATOMIC_MOVE);
         if (old != null) deleteTree(old);
+    }
+
+    private static void refuseUnlessEarlierOutput(Path out, Path tmp) {
+        if (!Files.isDirectory(out, LinkOption.NOFOLLOW_LINKS) || !isEarlierOutput(out)) {
+            throw MergeException.user(out + " appeared while the merge ran and is not an earlier merge-engine output, so it is left as it is;"
+                    + " the finished merge is in " + tmp + ": move it where you want it");
+        }
     }
 
     public static void deleteTree(Path dir) {

@@ -27,6 +27,7 @@ public final class StagedOutput implements AutoCloseable {
     private final SafetensorsWriter writer;
     private final Journal journal;
     private final Set<String> alreadyDone;
+    private OutputLock lock;
 
     private StagedOutput(MergePlan plan, Path out, Path tmp, SafetensorsWriter writer, Journal journal, Set<String> alreadyDone) {
         this.plan = plan;
@@ -46,10 +47,27 @@ public final class StagedOutput implements AutoCloseable {
         }
     }
 
-    /** Creates the temporary folder, or reopens the one an interrupted run of the same plan left. */
+    /**
+     * Creates the temporary folder, or reopens the one an interrupted run of the same plan left,
+     * holding the output's lock until the run ends (so no other run touches these folders).
+     */
     public static StagedOutput open(MergePlan plan, Path out, Executor flusher) {
-        OutputFolder.check(out);
+        Path o = OutputFolder.normalize(out);
+        OutputLock lock = OutputLock.acquire(o);
+        try {
+            StagedOutput s = openLocked(plan, o, flusher);
+            s.lock = lock;
+            return s;
+        } catch (RuntimeException | Error e) {
+            lock.close();
+            throw e;
+        }
+    }
+
+    private static StagedOutput openLocked(MergePlan plan, Path out, Executor flusher) {
+        OutputFolder.checkContents(out);
         Path tmp = tempFolder(plan, out);
+        for (Path stale : OutputFolder.staleTemporaries(out, tmp)) OutputFolder.deleteTree(stale);
         SafetensorsWriter writer = null;
         Set<String> alreadyDone = new HashSet<>();
         if (Files.isDirectory(tmp)) {
@@ -161,13 +179,21 @@ public final class StagedOutput implements AutoCloseable {
         } catch (IOException e) {
             OutputFolder.deleteTree(tmp);
             throw MergeException.user("finishing the output in " + out + " failed: " + e.getMessage());
+        } finally {
+            unlock();
         }
+    }
+
+    private void unlock() {
+        if (lock != null) lock.close();
     }
 
     /** Gives up: the temporary folder is removed. */
     public void abort() {
-        close();
-        OutputFolder.deleteTree(tmp);
+        journal.close();
+        writer.close();
+        OutputFolder.deleteTree(tmp); // still under the lock: no other run may have started on it
+        unlock();
     }
 
     /** Closes the files and keeps the temporary folder, so that a rerun resumes it. */
@@ -175,5 +201,6 @@ public final class StagedOutput implements AutoCloseable {
     public void close() {
         journal.close();
         writer.close();
+        unlock();
     }
 }

@@ -222,6 +222,7 @@ final class TaskPipeline {
                     bytes[i] = b;
                     pooled[i] = true;
                 }
+                NonFinite.seen(src, r[0], bytes[i]);
             }
             return new Raw(r[0], len, bytes, pooled);
         }, io);
@@ -328,6 +329,7 @@ final class TaskPipeline {
         int es = tensor.outDType().size();
         return Source.from(ranges)
                 .mapAsync(PREFETCH, r -> CompletableFuture.supplyAsync(() -> new Encoded(r[0] * es, InputReader.readBytes(in, r[0] * es, (int) (r[1] * es))), io))
+                .map(e -> NonFinite.seen(in.source(), e.offset() / es, e.bytes(), e))
                 .map(this::checksum)
                 .mapAsync(PREFETCH, e -> CompletableFuture.supplyAsync(() -> write(e), writer.executorFor(tensor.name())))
                 .runWith(Sink.ignore(), mat);

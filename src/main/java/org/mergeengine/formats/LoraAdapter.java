@@ -24,13 +24,15 @@ public final class LoraAdapter implements AutoCloseable {
     public record Update(String module, TensorInfo a, TensorInfo b, float scale, boolean transposed) {}
 
     private final Path dir;
+    private final Path root;
     private final TensorFile file;
     private final Map<String, Update> updates;
     private final Map<String, TensorInfo> replacements;
     private final boolean tokenizer;
 
-    private LoraAdapter(Path dir, TensorFile file, Map<String, Update> updates, Map<String, TensorInfo> replacements, boolean tokenizer) {
+    private LoraAdapter(Path dir, Path root, TensorFile file, Map<String, Update> updates, Map<String, TensorInfo> replacements, boolean tokenizer) {
         this.dir = dir;
+        this.root = root;
         this.file = file;
         this.updates = updates;
         this.replacements = replacements;
@@ -38,19 +40,30 @@ public final class LoraAdapter implements AutoCloseable {
     }
 
     public static LoraAdapter open(Path dir) {
+        return open(dir, dir);
+    }
+
+    /** An adapter folder whose files (symlinks followed) must lie inside {@code root}: the folder, or a hub snapshot's repository folder. */
+    public static LoraAdapter open(Path dir, Path root) {
+        Path realRoot = ModelFolder.realRoot(root);
         Path cfgFile = dir.resolve("adapter_config.json");
-        if (!Files.isRegularFile(cfgFile)) {
+        Path cfgReal = ModelFolder.resolveInside(dir, "adapter_config.json", realRoot);
+        if (cfgReal == null || !Files.isRegularFile(cfgReal)) {
             throw new FormatException(dir + ": not a LoRA adapter folder: adapter_config.json is missing");
         }
-        ObjectNode cfg = Json.readObject(cfgFile);
+        ObjectNode cfg = Json.readObject(cfgReal);
         Path weights = dir.resolve("adapter_model.safetensors");
-        if (!Files.isRegularFile(weights)) weights = dir.resolve("adapter_model.bin");
-        if (!Files.isRegularFile(weights)) throw new FormatException(dir + ": neither adapter_model.safetensors nor adapter_model.bin is there");
+        Path real = ModelFolder.resolveInside(dir, "adapter_model.safetensors", realRoot);
+        if (real == null || !Files.isRegularFile(real)) {
+            weights = dir.resolve("adapter_model.bin");
+            real = ModelFolder.resolveInside(dir, "adapter_model.bin", realRoot);
+        }
+        if (real == null || !Files.isRegularFile(real)) throw new FormatException(dir + ": neither adapter_model.safetensors nor adapter_model.bin is there");
         String type = cfg.path("peft_type").asText("LORA");
         if (!type.equalsIgnoreCase("LORA")) throw new FormatException(cfgFile + ": peft_type " + type + " is not supported (only LORA)");
         if (cfg.path("use_dora").asBoolean(false)) throw new FormatException(cfgFile + ": DoRA adapters (use_dora: true) are not supported");
-        if (!cfg.has("r") || !cfg.get("r").isIntegralNumber() || cfg.get("r").asInt() <= 0) {
-            throw new FormatException(cfgFile + ": \"r\" must be a positive integer");
+        if (!cfg.has("r") || !cfg.get("r").isIntegralNumber() || !cfg.get("r").canConvertToInt() || cfg.get("r").asInt() <= 0) {
+            throw new FormatException(cfgFile + ": \"r\" must be a positive integer" + (cfg.has("r") ? ", found " + cfg.get("r").asText() : ""));
         }
         int r = cfg.get("r").asInt();
         double alpha = cfg.has("lora_alpha") ? cfg.get("lora_alpha").asDouble() : r;
@@ -112,9 +125,13 @@ public final class LoraAdapter implements AutoCloseable {
                 boolean transposed = embedding.get(module) || fanInFanOut;
                 updates.put(module + ".weight", new Update(module, a, b, scale, transposed));
             }
-            boolean tok = Files.isRegularFile(dir.resolve("tokenizer.json")) || Files.isRegularFile(dir.resolve("tokenizer.model"));
+            boolean tok = false;
+            for (String t : List.of("tokenizer.json", "tokenizer.model")) {
+                Path p = ModelFolder.resolveInside(dir, t, realRoot);
+                tok |= p != null && Files.isRegularFile(p);
+            }
             ok = true;
-            return new LoraAdapter(dir, f, updates, replacements, tok);
+            return new LoraAdapter(dir, realRoot, f, updates, replacements, tok);
         } finally {
             if (!ok) f.close();
         }
@@ -146,6 +163,8 @@ public final class LoraAdapter implements AutoCloseable {
     }
 
     public Path dir() { return dir; }
+    /** The real folder every file of this adapter must resolve inside. */
+    public Path root() { return root; }
     public TensorFile file() { return file; }
     /** Low-rank updates by target base tensor name. */
     public Map<String, Update> updates() { return updates; }

@@ -48,18 +48,20 @@ public final class ModelFolder implements AutoCloseable {
     private final Path dir;
     private final Path root;
     private final Path tokenizerDir;
+    private final Path tokenizerRoot;
     private final ObjectNode config;
     private final Map<String, Located> tensors;
     private final List<TensorFile> files;
 
     private ModelFolder(Path dir, Path root, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
-        this(dir, root, dir, config, tensors, files);
+        this(dir, root, dir, root, config, tensors, files);
     }
 
-    private ModelFolder(Path dir, Path root, Path tokenizerDir, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
+    private ModelFolder(Path dir, Path root, Path tokenizerDir, Path tokenizerRoot, ObjectNode config, Map<String, Located> tensors, List<TensorFile> files) {
         this.dir = dir;
         this.root = root;
         this.tokenizerDir = tokenizerDir;
+        this.tokenizerRoot = tokenizerRoot;
         this.config = config;
         this.tensors = tensors;
         this.files = files;
@@ -76,14 +78,9 @@ public final class ModelFolder implements AutoCloseable {
      */
     public static ModelFolder open(Path dir, Path root) {
         if (!Files.isDirectory(dir)) throw new FormatException(dir + ": model folder does not exist");
-        Path realRoot;
-        try {
-            realRoot = root.toRealPath();
-        } catch (java.io.IOException e) {
-            throw new FormatException(root + ": cannot resolve (" + e.getMessage() + ")");
-        }
+        Path realRoot = realRoot(root);
         for (String f : List.of("config.json", "model.safetensors.index.json", "model.safetensors", "pytorch_model.bin", "pytorch_model.bin.index.json")) {
-            inside(dir.resolve(f), realRoot);
+            resolveInside(dir, f, realRoot);
         }
         Path cfg = dir.resolve("config.json");
         ObjectNode config = Files.isRegularFile(cfg) ? Json.readExactObject(cfg) : null;
@@ -103,7 +100,7 @@ public final class ModelFolder implements AutoCloseable {
                     Map<String, TensorFile> opened = new LinkedHashMap<>();
                     for (String f : new TreeSet<>(weightMap.values())) {
                         Path p = dir.resolve(f);
-                        inside(p, realRoot);
+                        resolveInside(dir, f, realRoot);
                         if (!Files.isRegularFile(p)) throw new FormatException(idx + " names shard " + f + ", which is missing from " + dir);
                         TensorFile tf = f.endsWith(".bin") ? TorchBinFile.open(p) : SafetensorsFile.open(p);
                         files.add(tf);
@@ -132,7 +129,7 @@ public final class ModelFolder implements AutoCloseable {
         } finally {
             if (!ok) files.forEach(TensorFile::close);
         }
-        return new ModelFolder(dir, root, config, Collections.unmodifiableMap(tensors), Collections.unmodifiableList(files));
+        return new ModelFolder(dir, realRoot, config, Collections.unmodifiableMap(tensors), Collections.unmodifiableList(files));
     }
 
     /**
@@ -140,6 +137,11 @@ public final class ModelFolder implements AutoCloseable {
      * planning. {@code shards} maps each shard file name to its header-only file.
      */
     public static ModelFolder fromHeaders(Path dir, ObjectNode config, Map<String, String> weightMap, Map<String, SafetensorsFile> shards) {
+        return fromHeaders(dir, dir, config, weightMap, shards);
+    }
+
+    /** As {@link #fromHeaders(Path, ObjectNode, Map, Map)}, for a folder whose files must lie inside {@code root} (a hub repository's cache folder). */
+    public static ModelFolder fromHeaders(Path dir, Path root, ObjectNode config, Map<String, String> weightMap, Map<String, SafetensorsFile> shards) {
         Map<String, Located> tensors = new LinkedHashMap<>();
         if (weightMap == null) {
             for (SafetensorsFile sf : shards.values()) for (TensorInfo ti : sf.tensors().values()) tensors.put(ti.name(), new Located(sf, ti));
@@ -151,10 +153,7 @@ public final class ModelFolder implements AutoCloseable {
                 tensors.put(e.getKey(), new Located(sf, ti));
             }
         }
-        // A hub snapshot's files link into the repository's blobs folder, two levels up.
-        Path root = dir.getParent() != null && dir.getParent().getFileName() != null && dir.getParent().getFileName().toString().equals("snapshots")
-                ? dir.getParent().getParent() : dir;
-        return new ModelFolder(dir, root, config, Collections.unmodifiableMap(tensors), List.<TensorFile>copyOf(shards.values()));
+        return new ModelFolder(dir, realRoot(root), config, Collections.unmodifiableMap(tensors), List.<TensorFile>copyOf(shards.values()));
     }
 
     /** The weight_map of an index file, checked: tensor name to a plain shard file name. */
@@ -172,17 +171,68 @@ public final class ModelFolder implements AutoCloseable {
         return weightMap;
     }
 
-    /** A file that resolves outside the trusted root (a symlink pointing elsewhere) is refused. */
-    static void inside(Path file, Path realRoot) {
-        if (!Files.exists(file)) return;
+    /** The real path of a trusted root (symlinks resolved), which every file read from it must lie inside. */
+    public static Path realRoot(Path root) {
         try {
-            Path real = file.toRealPath();
-            if (!real.startsWith(realRoot)) {
-                throw new FormatException(file + " resolves to " + real + ", outside " + realRoot + "; symlinks out of a model folder are not followed");
-            }
+            return root.toRealPath();
+        } catch (java.io.IOException e) {
+            throw new FormatException(root + ": cannot resolve (" + e.getMessage() + ")");
+        }
+    }
+
+    /**
+     * The one check for every file read from a model or adapter folder (weights, configs, tokenizer
+     * files, chat templates, files copied to the output): file {@code name} of {@code dir}, its
+     * symlinks followed, must resolve inside {@code root} (the folder itself, or for a hub snapshot
+     * its repository's cache folder, whose blobs the snapshot links to). Returns the real path to read,
+     * or null when there is no such file. A file that resolves elsewhere (a link to a token or
+     * /etc/shadow) is refused, so that it is never read, let alone copied into an output.
+     */
+    public static Path resolveInside(Path dir, String name, Path root) {
+        Path file = dir.resolve(name).normalize();
+        if (Path.of(name).isAbsolute() || !file.startsWith(dir.normalize())) {
+            throw new FormatException(dir + ": '" + name + "' is not a file name inside the folder");
+        }
+        if (!Files.exists(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) return null;
+        Path realRoot = realRoot(root);
+        Path real;
+        try {
+            real = file.toRealPath();
+        } catch (java.nio.file.NoSuchFileException e) {
+            return null; // a link to nowhere: nothing to read
         } catch (java.io.IOException e) {
             throw new FormatException(file + ": cannot resolve (" + e.getMessage() + ")");
         }
+        if (!real.startsWith(realRoot)) {
+            throw new FormatException(file + " resolves to " + real + ", outside " + realRoot + "; symlinks out of a model folder are not followed");
+        }
+        return real;
+    }
+
+    /** The bytes of file {@code name} of {@code dir} after {@link #resolveInside}; null when it is absent or not a regular file. */
+    public static byte[] readInside(Path dir, String name, Path root) {
+        Path real = resolveInside(dir, name, root);
+        if (real == null || !Files.isRegularFile(real)) return null;
+        try {
+            return Files.readAllBytes(real);
+        } catch (java.io.IOException e) {
+            throw new FormatException(dir.resolve(name) + ": cannot read (" + e.getMessage() + ")");
+        }
+    }
+
+    /** File {@code name} of this model's folder, checked by {@link #resolveInside(Path, String, Path)}: its real path, or null when absent. */
+    public Path resolveInside(String name) {
+        return resolveInside(dir, name, root);
+    }
+
+    /** File {@code name} of the folder this model's tokenizer comes from (its adapter's, when the adapter ships one), checked the same way. */
+    public Path resolveTokenizerFile(String name) {
+        return resolveInside(tokenizerDir, name, tokenizerRoot);
+    }
+
+    /** The bytes of a tokenizer file (see {@link #resolveTokenizerFile}), or null when absent. */
+    public byte[] readTokenizerFile(String name) {
+        return readInside(tokenizerDir, name, tokenizerRoot);
     }
 
     /** A shard name from an index must name a file in the same folder, nothing else. */
@@ -202,17 +252,12 @@ public final class ModelFolder implements AutoCloseable {
                 || List.of(name.split("/")).stream().anyMatch(p -> p.equals("..") || p.equals(".") || p.isEmpty())) {
             throw new FormatException(dir + ": '" + name + "' is not a file name inside the model folder");
         }
-        Path p = dir.resolve(name);
-        if (!Files.isRegularFile(p)) return null;
-        try {
-            inside(p, root.toRealPath());
-            return Files.readAllBytes(p);
-        } catch (java.io.IOException e) {
-            throw new FormatException(p + ": cannot read (" + e.getMessage() + ")");
-        }
+        return readInside(dir, name, root);
     }
 
     public Path dir() { return dir; }
+    /** The real folder every file of this model must resolve inside. */
+    public Path root() { return root; }
     /** Where this model's tokenizer files are: its adapter's folder when the adapter ships them. */
     public Path tokenizerDir() { return tokenizerDir; }
     /** The parsed config.json, or null when the folder has none. */
@@ -261,7 +306,8 @@ public final class ModelFolder implements AutoCloseable {
         List<TensorFile> f = new ArrayList<>(files);
         f.add(adapter.file());
         Path tok = adapter.hasTokenizer() ? adapter.dir() : tokenizerDir;
-        return new ModelFolder(dir, root, tok, cfg, Collections.unmodifiableMap(t), Collections.unmodifiableList(f));
+        Path tokRoot = adapter.hasTokenizer() ? adapter.root() : tokenizerRoot;
+        return new ModelFolder(dir, root, tok, tokRoot, cfg, Collections.unmodifiableMap(t), Collections.unmodifiableList(f));
     }
 
     /** Index of a shard file within this model, to order reads by file and offset. */

@@ -41,6 +41,14 @@ public final class RestrictedUnpickler {
     private final List<Object> stack = new ArrayList<>();
     private final Map<Integer, Object> memo = new HashMap<>();
 
+    /**
+     * Memo entries a state dict may make: a few per tensor, so this is room for hundreds of
+     * thousands of tensors, while a file of nothing but MEMOIZE opcodes stops long before the heap.
+     */
+    static final int MAX_MEMO = 1 << 20;
+    /** Nesting of a dict key (tuples in tuples); a state dict's keys are plain strings. */
+    static final int MAX_KEY_DEPTH = 32;
+
     private RestrictedUnpickler(byte[] b, Path path) {
         this.b = b;
         this.path = path;
@@ -48,7 +56,16 @@ public final class RestrictedUnpickler {
 
     /** The tensors of a pickled state dict (a top-level "state_dict" entry is unwrapped). */
     public static Map<String, TensorRef> stateDict(byte[] pickle, Path path) {
-        Object top = new RestrictedUnpickler(pickle, path).run();
+        RestrictedUnpickler u = new RestrictedUnpickler(pickle, path);
+        Object top;
+        try {
+            top = u.run();
+        } catch (FormatException e) {
+            throw e;
+        } catch (RuntimeException | StackOverflowError e) {
+            // every read is bounds-checked; this is the last guard, so that no crafted file ends in a stack trace
+            throw u.bad("damaged pickle (" + e.getClass().getSimpleName() + ")");
+        }
         if (top instanceof Map<?, ?> m && m.get("state_dict") instanceof Map<?, ?> inner) top = inner;
         if (!(top instanceof Map<?, ?> m)) throw new FormatException(path + ": the pickle is not a state dict (a mapping of names to tensors)");
         Map<String, TensorRef> out = new LinkedHashMap<>();
@@ -69,7 +86,7 @@ public final class RestrictedUnpickler {
     }
 
     private int le(int n) {
-        if (pos + n > b.length) throw bad("unexpected end");
+        if (n > b.length - pos) throw bad("unexpected end");
         int v = 0;
         for (int i = 0; i < n; i++) v |= (b[pos + i] & 0xff) << (8 * i);
         pos += n;
@@ -77,7 +94,7 @@ public final class RestrictedUnpickler {
     }
 
     private String text(int n) {
-        if (n < 0 || pos + n > b.length) throw bad("string runs past the end");
+        if (n < 0 || n > b.length - pos) throw bad("string of " + Integer.toUnsignedString(n) + " bytes runs past the end");
         String s = new String(b, pos, n, StandardCharsets.UTF_8);
         pos += n;
         return s;
@@ -115,7 +132,7 @@ public final class RestrictedUnpickler {
     }
 
     private void memoize(int key) {
-        if (memo.size() > 10_000_000) throw bad("memo too large");
+        if (memo.size() >= MAX_MEMO && !memo.containsKey(key)) throw bad("more than " + MAX_MEMO + " memo entries, more than a state dict makes");
         memo.put(key, top());
     }
 
@@ -125,7 +142,7 @@ public final class RestrictedUnpickler {
             int op = u8();
             switch (op) {
                 case 0x80 -> u8(); // PROTO
-                case 0x95 -> pos += 8; // FRAME
+                case 0x95 -> skip(8); // FRAME
                 case '(' -> push(MARK);
                 case '.' -> {
                     return pop(); // STOP
@@ -139,6 +156,7 @@ public final class RestrictedUnpickler {
                 case 0x8a -> { // LONG1
                     int n = u8();
                     if (n > 8) throw bad("integer too large");
+                    if (n > b.length - pos) throw bad("LONG1 of " + n + " bytes runs past the end");
                     long v = 0;
                     for (int i = 0; i < n; i++) v |= (long) (b[pos + i] & 0xff) << (8 * i);
                     if (n > 0 && n < 8 && (b[pos + n - 1] & 0x80) != 0) v -= 1L << (8 * n);
@@ -146,7 +164,7 @@ public final class RestrictedUnpickler {
                     push(v);
                 }
                 case 'G' -> { // BINFLOAT, big-endian
-                    if (pos + 8 > b.length) throw bad("unexpected end");
+                    if (8 > b.length - pos) throw bad("unexpected end");
                     push(ByteBuffer.wrap(b, pos, 8).order(ByteOrder.BIG_ENDIAN).getDouble());
                     pos += 8;
                 }
@@ -178,12 +196,12 @@ public final class RestrictedUnpickler {
                 case 's' -> {
                     Object v = pop(), k = pop();
                     if (!(top() instanceof Map<?, ?> m)) throw bad("SETITEM on a non-dict");
-                    ((Map<Object, Object>) m).put(k, v);
+                    ((Map<Object, Object>) m).put(key(k), v);
                 }
                 case 'u' -> {
                     List<Object> items = popMark();
                     if (!(top() instanceof Map<?, ?> m) || items.size() % 2 != 0) throw bad("SETITEMS on a non-dict");
-                    for (int i = 0; i < items.size(); i += 2) ((Map<Object, Object>) m).put(items.get(i), items.get(i + 1));
+                    for (int i = 0; i < items.size(); i += 2) ((Map<Object, Object>) m).put(key(items.get(i)), items.get(i + 1));
                 }
                 case 'q' -> memoize(u8());
                 case 'r' -> memoize(le(4));
@@ -215,6 +233,29 @@ public final class RestrictedUnpickler {
                 case 'b' -> pop(); // BUILD: state of an OrderedDict or tensor (metadata): not needed
                 default -> throw bad(String.format("opcode 0x%02x is not allowed in a state dict", op));
             }
+        }
+    }
+
+    private void skip(int n) {
+        if (n > b.length - pos) throw bad("unexpected end");
+        pos += n;
+    }
+
+    /**
+     * A dict key as Python would accept it: hashable, so no list or dict (a list that contains
+     * itself, used as a key, would recurse without end in hashCode), and tuples nested only so deep.
+     */
+    private Object key(Object k) {
+        checkHashable(k, 0);
+        return k;
+    }
+
+    private void checkHashable(Object k, int depth) {
+        if (depth > MAX_KEY_DEPTH) throw bad("a dict key nested more than " + MAX_KEY_DEPTH + " deep");
+        if (k instanceof Tuple t) {
+            for (Object o : t.items()) checkHashable(o, depth + 1);
+        } else if (k instanceof List<?> || k instanceof Map<?, ?>) {
+            throw bad("a " + (k instanceof List<?> ? "list" : "dict") + " used as a dict key (unhashable in Python)");
         }
     }
 

@@ -29,7 +29,7 @@ public final class TokenizerJson {
         if (vocab != null && vocab.isObject()) {
             for (Iterator<Map.Entry<String, JsonNode>> it = vocab.fields(); it.hasNext(); ) {
                 Map.Entry<String, JsonNode> e = it.next();
-                ids.put(e.getKey(), e.getValue().asInt());
+                ids.put(e.getKey(), id(file, e.getKey(), e.getValue()));
             }
         } else if (vocab != null && vocab.isArray()) { // Unigram: [[piece, score], ...], id = position
             for (int i = 0; i < vocab.size(); i++) ids.put(vocab.get(i).get(0).asText(), i);
@@ -41,17 +41,27 @@ public final class TokenizerJson {
             for (JsonNode a : at) {
                 if (!a.has("content") || !a.has("id")) throw new FormatException(file + ": added_tokens entries need 'id' and 'content'");
                 added.put(a.get("content").asText(), (ObjectNode) a);
-                ids.putIfAbsent(a.get("content").asText(), a.get("id").asInt());
+                ids.putIfAbsent(a.get("content").asText(), id(file, a.get("content").asText(), a.get("id")));
             }
         }
     }
 
-    public static TokenizerJson read(Path dir) {
-        Path f = dir.resolve("tokenizer.json");
-        if (!Files.isRegularFile(f)) {
+    /** A token id as written; one past the int range is refused with its own digits, never wrapped around. */
+    private static int id(Path file, String token, JsonNode v) {
+        if (v.isNumber() && !v.canConvertToInt()) {
+            throw new FormatException(file + ": token '" + token + "' has id " + v.asText() + ", which is not a token id");
+        }
+        return v.asInt();
+    }
+
+    /** The tokenizer.json of a model (its adapter's when the adapter ships one), read only if it resolves inside its folder. */
+    public static TokenizerJson read(ModelFolder model) {
+        Path dir = model.tokenizerDir();
+        Path real = model.resolveTokenizerFile("tokenizer.json");
+        if (real == null || !Files.isRegularFile(real)) {
             throw new FormatException(dir + ": has no tokenizer.json; merging vocabularies needs each model's fast tokenizer file");
         }
-        return new TokenizerJson(f, Json.readObject(f));
+        return new TokenizerJson(dir.resolve("tokenizer.json"), Json.readObject(real));
     }
 
     public Path file() { return file; }

@@ -64,9 +64,13 @@ public final class TorchBinFile implements TensorFile {
                 }
             }
             return new TorchBinFile(path, ch, Collections.unmodifiableMap(out));
-        } catch (RuntimeException e) {
+        } catch (FormatException e) {
             SafetensorsFile.closeQuietly(ch);
             throw e;
+        } catch (RuntimeException e) {
+            // every offset is checked; this is the last guard, so that no crafted file ends in a stack trace
+            SafetensorsFile.closeQuietly(ch);
+            throw new FormatException(path + ": damaged checkpoint (" + e.getClass().getSimpleName() + ")");
         }
     }
 
@@ -89,6 +93,7 @@ public final class TorchBinFile implements TensorFile {
                 int loc = eocd - 20;
                 if (loc < 0 || t.getInt(loc) != 0x07064b50) throw new FormatException(path + ": ZIP64 archive without its locator");
                 long z = t.getLong(loc + 8);
+                if (z < 0 || z > size - 56) throw new FormatException(path + ": the ZIP64 locator points outside the file (offset " + Long.toUnsignedString(z) + ")");
                 ByteBuffer z64 = ByteBuffer.allocate(56).order(ByteOrder.LITTLE_ENDIAN);
                 readFully(ch, z64, z, path);
                 if (z64.getInt(0) != 0x06064b50) throw new FormatException(path + ": bad ZIP64 end of central directory");
@@ -96,7 +101,7 @@ public final class TorchBinFile implements TensorFile {
                 cdSize = z64.getLong(40);
                 cdOffset = z64.getLong(48);
             }
-            if (cdOffset < 0 || cdSize < 0 || cdOffset + cdSize > size || cdSize > 64L << 20 || count > 10_000_000) {
+            if (cdOffset < 0 || cdSize < 0 || cdOffset > size || cdSize > size - cdOffset || cdSize > 64L << 20 || count < 0 || count > 10_000_000) {
                 throw new FormatException(path + ": the zip directory points outside the file");
             }
             ByteBuffer cd = ByteBuffer.allocate((int) cdSize).order(ByteOrder.LITTLE_ENDIAN);
@@ -126,12 +131,12 @@ public final class TorchBinFile implements TensorFile {
                 }
                 p += 46 + nameLen + extraLen + commentLen;
                 if (method != 0) throw new FormatException(path + ": entry " + name + " is compressed; torch.save stores tensors uncompressed");
-                if (local < 0 || local + 30 > size) throw new FormatException(path + ": entry " + name + " points outside the file");
+                if (local < 0 || local > size - 30) throw new FormatException(path + ": entry " + name + " points outside the file");
                 ByteBuffer lh = ByteBuffer.allocate(30).order(ByteOrder.LITTLE_ENDIAN);
                 readFully(ch, lh, local, path);
                 if (lh.getInt(0) != 0x04034b50) throw new FormatException(path + ": entry " + name + " has no local header");
                 long start = local + 30 + (lh.getShort(26) & 0xffff) + (lh.getShort(28) & 0xffff);
-                if (uncomp < 0 || start + uncomp > size) throw new FormatException(path + ": entry " + name + " runs past the end of the file (truncated?)");
+                if (uncomp < 0 || uncomp > size - start) throw new FormatException(path + ": entry " + name + " runs past the end of the file (truncated?)");
                 entries.put(name, new Entry(name, start, uncomp));
             }
             return entries;

@@ -104,7 +104,10 @@ public final class DecoderForward implements AutoCloseable {
     /** Vocabulary rows of the output projection read at a time (tests make it small). */
     int vocabBlock = 2048;
 
-    /** The final hidden states (before the final norm) of every batch, rows flattened b·T + t. */
+    /**
+     * With no sink: the final hidden states (before the final norm) of every batch, rows flattened
+     * b·T + t. With a sink: its layer inputs, and the last layer is not run.
+     */
     private List<float[][]> run(List<Batch> batches, LayerInputs sink) {
         for (int i = 0; i < batches.size(); i++) check(batches.get(i), i);
         List<float[][]> states = new ArrayList<>();
@@ -119,6 +122,7 @@ public final class DecoderForward implements AutoCloseable {
                     sink.accept(i, l, copy);
                 }
             }
+            if (sink != null && l == cfg.layers() - 1) break; // the last layer's output is not asked for
             Attention attn = attention(l);
             for (int i = 0; i < batches.size(); i++) attend(l, attn, batches.get(i), states.get(i));
             attn = null; // dropped before the MLP's weights are read

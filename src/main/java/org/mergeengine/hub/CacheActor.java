@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.stream.Stream;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -106,13 +107,19 @@ public final class CacheActor extends AbstractBehavior<CacheActor.Command> {
         waiters = new ArrayList<>();
         waiters.add(replyTo);
         inFlight.put(key, waiters);
-        CompletableFuture<Object> f = CompletableFuture.supplyAsync(() -> {
-            try {
-                return work.run();
-            } catch (IOException e) {
-                throw new HubException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
-            }
-        }, io);
+        CompletableFuture<Object> f;
+        try {
+            f = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return work.run();
+                } catch (IOException e) {
+                    throw new HubException(e.getMessage() == null ? e.toString() : e.getMessage(), e);
+                }
+            }, io);
+        } catch (RejectedExecutionException e) {
+            // The service is closing: answer now rather than leave the waiters to their ask timeout.
+            f = CompletableFuture.failedFuture(new HubException("the hub cache is shutting down; " + key + " was not fetched"));
+        }
         getContext().pipeToSelf(f, (value, err) -> new Done(key, value, err));
         return this;
     }

@@ -1,12 +1,14 @@
 package org.mergeengine.hub;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.net.ConnectException;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.net.http.HttpClient;
+import java.net.http.HttpHeaders;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.net.http.HttpTimeoutException;
@@ -16,11 +18,22 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
+import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Flow;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Function;
 import org.mergeengine.formats.Json;
 
 /**
@@ -40,11 +53,23 @@ public final class HubClient {
     }
 
     static final Set<Integer> RETRY = Set.of(408, 429, 500, 502, 503, 504);
+    /** The most a revision's JSON may take (a repository of thousands of files needs a few MB). */
+    static final long MAX_JSON = 32L << 20;
+    /** Bytes a broken-off body must have brought for its failure not to count against the retries. */
+    static final long PROGRESS = 1 << 20;
+    /** The most of an error page or a HEAD reply that is read. */
+    static final long SMALL_BODY = 64 << 10;
     private final HubSettings s;
+    private final long maxJson;
     private volatile HttpClient client;
 
     public HubClient(HubSettings s) {
+        this(s, MAX_JSON);
+    }
+
+    HubClient(HubSettings s, long maxJson) {
         this.s = s;
+        this.maxJson = maxJson;
     }
 
     /** Created on first use: building an HttpClient costs about half a second, which merges of local models should not pay. */
@@ -63,19 +88,19 @@ public final class HubClient {
 
     public RepoInfo repoInfo(String repo, String revision) {
         URI u = URI.create(s.endpoint() + "/api/models/" + repo + "/revision/" + encodeSegment(revision == null ? "main" : revision));
-        HttpResponse<byte[]> r = send(request(u).GET().build(), HttpResponse.BodyHandlers.ofByteArray(), repo);
-        if (r.statusCode() == 401 || r.statusCode() == 403) {
-            throw new HubException("hub repository " + repo + " is private, gated or missing (HTTP " + r.statusCode() + "); set HF_TOKEN to a token with access");
+        Reply<byte[]> r = send(request(u).GET().build(), info -> info.statusCode() == 200 ? new Collect(maxJson, u) : new Collect(SMALL_BODY, null), repo);
+        if (r.status() == 401 || r.status() == 403) {
+            throw new HubException("hub repository " + repo + " is private, gated or missing (HTTP " + r.status() + "); set HF_TOKEN to a token with access");
         }
-        if (r.statusCode() == 404) {
+        if (r.status() == 404) {
             throw new HubException("hub repository " + repo + (revision == null ? "" : " at revision " + revision) + " was not found (HTTP 404)");
         }
-        if (r.statusCode() != 200) throw new HubException("hub answered HTTP " + r.statusCode() + " for " + u);
+        if (r.status() != 200) throw new HubException("hub answered HTTP " + r.status() + " for " + Urls.show(u));
         JsonNode j;
         try {
             j = Json.MAPPER.readTree(r.body());
         } catch (IOException e) {
-            throw new HubException("hub gave invalid JSON for " + u);
+            throw new HubException("hub gave invalid JSON for " + Urls.show(u));
         }
         String sha = j.path("sha").asText(null);
         if (!RepoPaths.isCommit(sha)) throw new HubException("hub gave no commit for " + repo + "@" + revision);
@@ -87,44 +112,84 @@ public final class HubClient {
     /** Metadata from HEAD on the file's /resolve/ URL (relative redirects followed, the CDN one not). Null when the file does not exist. */
     public FileMeta head(String repo, String commit, String file) {
         URI u = resolveUrl(repo, commit, file);
+        String what = repo + "/" + file;
         for (int hop = 0; hop < 5; hop++) {
-            HttpResponse<Void> r = send(request(u).method("HEAD", HttpRequest.BodyPublishers.noBody()).header("Accept-Encoding", "identity").build(),
-                    HttpResponse.BodyHandlers.discarding(), repo);
-            int st = r.statusCode();
+            Reply<byte[]> r = send(request(u).method("HEAD", HttpRequest.BodyPublishers.noBody()).header("Accept-Encoding", "identity").build(),
+                    info -> new Collect(SMALL_BODY, null), repo);
+            int st = r.status();
             if (st == 404) return null;
-            if (st == 401 || st == 403) throw new HubException(repo + "/" + file + ": access denied (HTTP " + st + "); set HF_TOKEN");
-            String loc = r.headers().firstValue("Location").orElse(null);
-            if (st >= 300 && st < 400 && loc != null && loc.startsWith("/")) { // a renamed repository: follow on the hub
-                u = u.resolve(loc);
+            if (st == 401 || st == 403) throw new HubException(what + ": access denied (HTTP " + st + "); set HF_TOKEN");
+            String loc = r.headers().firstValue("Location").map(String::strip).orElse(null);
+            if (st >= 300 && st < 400 && loc != null && loc.startsWith("/") && !loc.startsWith("//")) { // a renamed repository: follow on the hub
+                u = target(u, loc, what);
                 continue;
             }
-            if (st >= 400) throw new HubException(repo + "/" + file + ": HTTP " + st);
+            if (st >= 400) throw new HubException(what + ": HTTP " + st);
             String c = r.headers().firstValue("X-Repo-Commit").orElse(null);
-            if (c == null) throw new HubException(u + " does not look like a Hugging Face hub (no X-Repo-Commit header)");
+            if (c == null) throw new HubException(Urls.show(u) + " does not look like a Hugging Face hub (no X-Repo-Commit header)");
             String etag = r.headers().firstValue("X-Linked-Etag").or(() -> r.headers().firstValue("ETag")).orElse(null);
             etag = etag == null ? null : etag.replace("W/", "").replace("\"", "").trim();
             RepoPaths.checkEtag(repo, file, etag);
             boolean redirect = st >= 300 && st < 400;
             String size = r.headers().firstValue("X-Linked-Size")
                     .or(() -> redirect ? java.util.Optional.empty() : r.headers().firstValue("Content-Length")).orElse(null);
-            if (size == null) throw new HubException(repo + "/" + file + ": the hub gave no size");
-            URI location = loc != null ? u.resolve(loc) : u;
-            return new FileMeta(repo, file, c, etag.toLowerCase(Locale.ROOT), Long.parseLong(size), location);
+            if (size == null) throw new HubException(what + ": the hub gave no size");
+            long n;
+            try {
+                n = Long.parseLong(size.strip());
+            } catch (NumberFormatException e) {
+                throw new HubException(what + ": the hub gave the size '" + shorten(size) + "', which is not a number");
+            }
+            if (n < 0) throw new HubException(what + ": the hub gave a negative size (" + n + ")");
+            URI location = loc != null ? target(u, loc, what) : u;
+            return new FileMeta(repo, file, c, etag.toLowerCase(Locale.ROOT), n, location);
         }
-        throw new HubException(repo + "/" + file + ": too many redirects");
+        throw new HubException(what + ": too many redirects");
     }
 
-    /** Bytes [start, end] (inclusive) of a file, by a Range request. */
-    public byte[] range(FileMeta m, long start, long end) {
-        HttpResponse<byte[]> r = send(request(m.location()).GET().header("Range", "bytes=" + start + "-" + end)
-                .header("Accept-Encoding", "identity").build(), HttpResponse.BodyHandlers.ofByteArray(), m.repo());
-        if (r.statusCode() == 206) return r.body();
-        if (r.statusCode() == 200) { // the server ignored Range: cut what we asked for
-            byte[] all = r.body();
-            if (all.length < end + 1) throw new HubException(m.repo() + "/" + m.file() + ": shorter than its header claims");
-            return java.util.Arrays.copyOfRange(all, (int) start, (int) end + 1);
+    /** Where a redirect leads: an http or https URL, or a failure that says what the server sent. */
+    static URI target(URI from, String location, String what) {
+        URI to;
+        try {
+            to = from.resolve(new URI(location));
+        } catch (URISyntaxException | IllegalArgumentException e) {
+            throw new HubException(what + ": the hub redirected to a malformed URL '" + shorten(location) + "'");
         }
-        throw new HubException(m.repo() + "/" + m.file() + ": HTTP " + r.statusCode() + " for a ranged read");
+        String scheme = to.getScheme() == null ? "" : to.getScheme().toLowerCase(Locale.ROOT);
+        if (!(scheme.equals("http") || scheme.equals("https")) || to.getHost() == null) {
+            throw new HubException(what + ": the hub redirected to '" + shorten(Urls.redact(location)) + "'; only http and https URLs with a host are followed");
+        }
+        return to;
+    }
+
+    private static String shorten(String s) {
+        return s.length() > 200 ? s.substring(0, 200) + "..." : s;
+    }
+
+    /** Bytes [start, end] (inclusive) of a file, by a Range request; never more than that is read, whatever the server sends. */
+    public byte[] range(FileMeta m, long start, long end) {
+        String what = m.repo() + "/" + m.file();
+        long want = end - start + 1;
+        if (start < 0 || want <= 0 || want > Integer.MAX_VALUE - 8) throw new HubException(what + ": cannot read bytes " + start + "-" + end);
+        Reply<byte[]> r = send(request(m.location()).GET().header("Range", "bytes=" + start + "-" + end).header("Accept-Encoding", "identity").build(),
+                info -> info.statusCode() == 206 ? new Collect(want, m.location())
+                        : info.statusCode() == 200 ? new Collect(end + 1, null).stopAtLimit() : new Collect(SMALL_BODY, null), m.repo());
+        if (r.status() == 206) {
+            String cr = r.headers().firstValue("Content-Range").orElse("");
+            if (!cr.strip().startsWith("bytes " + start + "-" + end + "/")) {
+                throw new HubException(what + ": asked for bytes " + start + "-" + end + ", the server sent '" + shorten(cr) + "'");
+            }
+            if (r.body().length != want) {
+                throw new HubException(what + ": asked for " + want + " bytes, the server sent " + r.body().length + " (a short ranged read)");
+            }
+            return r.body();
+        }
+        if (r.status() == 200) { // the server ignored Range: only the first end+1 bytes were read, then the connection was dropped
+            byte[] head = r.body();
+            if (head.length < end + 1) throw new HubException(what + ": shorter than its header claims");
+            return Arrays.copyOfRange(head, (int) start, (int) end + 1);
+        }
+        throw new HubException(what + ": HTTP " + r.status() + " for a ranged read");
     }
 
     /**
@@ -132,65 +197,64 @@ public final class HubClient {
      * Checks the size, and the sha256 of LFS files; a mismatch deletes the file and fails.
      */
     public void download(FileMeta m, Path dest) throws IOException {
-        long written = 0;
+        String what = m.repo() + "/" + m.file();
         int failures = 0;
         try (FileChannel out = FileChannel.open(dest, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-            while (written < m.size() || (m.size() == 0 && written == 0 && failures == 0)) {
+            long[] written = {0};
+            boolean first = true;
+            while (written[0] < m.size() || (m.size() == 0 && first)) {
+                first = false;
                 HttpRequest.Builder b = request(m.location()).GET().header("Accept-Encoding", "identity");
-                if (written > 0) b.header("Range", "bytes=" + written + "-");
-                HttpResponse<InputStream> r;
+                long from = written[0];
+                if (from > 0) b.header("Range", "bytes=" + from + "-");
+                long before = from;
+                Reply<Long> r;
                 try {
-                    r = http().send(b.build(), HttpResponse.BodyHandlers.ofInputStream());
+                    r = exchange(b.build(), info -> {
+                        int st = info.statusCode();
+                        String cr = info.headers().firstValue("Content-Range").orElse("");
+                        boolean ok = st == 200 || st == 206 && cr.startsWith("bytes " + from + "-");
+                        if (!ok) return new Discard();
+                        if (st == 200 && from > 0) { // Range ignored: start over rather than append a second copy
+                            written[0] = 0;
+                        }
+                        return new ToFile(out, written, m.size(), what);
+                    });
+                } catch (HubException e) {
+                    throw e;
                 } catch (IOException e) {
-                    if (++failures > s.retries()) throw new HubException(m.repo() + "/" + m.file() + ": download failed after " + failures + " tries: " + e.getMessage(), e);
+                    // Real progress resets the count, as huggingface_hub does; a byte or two before a stall is not progress.
+                    if (written[0] - before >= PROGRESS) failures = 0;
+                    if (++failures > s.retries()) {
+                        throw new HubException(what + ": download failed after " + failures + " tries: " + Urls.redact(e.getMessage()), e);
+                    }
                     sleep(failures);
                     continue;
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                     throw new IOException("interrupted");
                 }
-                int st = r.statusCode();
+                int st = r.status();
                 if (RETRY.contains(st)) {
-                    r.body().close();
-                    if (++failures > s.retries()) throw new HubException(m.repo() + "/" + m.file() + ": HTTP " + st + " after " + failures + " tries");
+                    if (++failures > s.retries()) throw new HubException(what + ": HTTP " + st + " after " + failures + " tries");
                     sleep(failures);
                     continue;
                 }
-                if (st == 200 && written > 0) { // Range ignored: start over rather than append a second copy
+                if (st == 206 && r.body() == null) { // a Content-Range other than the one asked for: start again from 0
                     out.truncate(0);
-                    written = 0;
-                } else if (st == 206) {
-                    String cr = r.headers().firstValue("Content-Range").orElse("");
-                    if (!cr.startsWith("bytes " + written + "-")) {
-                        r.body().close();
-                        out.truncate(0);
-                        written = 0;
-                        continue;
-                    }
-                } else if (st != 200) {
-                    r.body().close();
-                    throw new HubException(m.repo() + "/" + m.file() + ": HTTP " + st + " from " + m.location().getHost());
-                }
-                try (InputStream in = r.body()) {
-                    byte[] buf = new byte[1 << 20];
-                    int n;
-                    while ((n = in.read(buf)) > 0) {
-                        ByteBuffer bb = ByteBuffer.wrap(buf, 0, n);
-                        while (bb.hasRemaining()) written += out.write(bb, written);
-                        failures = 0; // progress resets the count, as huggingface_hub does
-                        if (written > m.size()) break;
-                    }
-                } catch (IOException e) {
-                    if (++failures > s.retries()) throw new HubException(m.repo() + "/" + m.file() + ": connection kept dropping (" + e.getMessage() + ")", e);
-                    sleep(failures);
+                    written[0] = 0;
+                    if (++failures > s.retries()) throw new HubException(what + ": the server kept answering ranges other than the ones asked for");
                     continue;
                 }
+                if (st != 200 && st != 206) throw new HubException(what + ": HTTP " + st + " from " + m.location().getHost());
+                if (written[0] - before >= PROGRESS || written[0] == m.size()) failures = 0;
                 if (m.size() == 0) break;
-                if (written < m.size()) { // the body ended early: resume
+                if (written[0] < m.size()) { // the body ended early: resume
                     if (++failures > s.retries()) break;
                     sleep(failures);
                 }
             }
+            out.truncate(written[0]);
             out.force(true);
         }
         long size = Files.size(dest);
@@ -204,6 +268,46 @@ public final class HubClient {
                 Files.deleteIfExists(dest);
                 throw new ChecksumException(m.repo() + "/" + m.file() + ": sha256 " + got + " does not match the hub's " + m.etag());
             }
+        }
+    }
+
+    /** A body that is not wanted (an error page): dropped unread. */
+    private static final class Discard implements Sink<Long> {
+        @Override
+        public boolean accept(ByteBuffer b) {
+            return false;
+        }
+
+        @Override
+        public Long result() {
+            return null;
+        }
+    }
+
+    /** A download's bytes, written at their offset; a body longer than the file's size is refused. */
+    private static final class ToFile implements Sink<Long> {
+        private final FileChannel out;
+        private final long[] written;
+        private final long size;
+        private final String what;
+
+        ToFile(FileChannel out, long[] written, long size, String what) {
+            this.out = out;
+            this.written = written;
+            this.size = size;
+            this.what = what;
+        }
+
+        @Override
+        public boolean accept(ByteBuffer b) throws IOException {
+            if (written[0] + b.remaining() > size) throw new HubException(what + ": the server sent more than the file's " + size + " bytes");
+            while (b.hasRemaining()) written[0] += out.write(b, written[0]);
+            return true;
+        }
+
+        @Override
+        public Long result() {
+            return written[0];
         }
     }
 
@@ -254,14 +358,171 @@ public final class HubClient {
         return u.getPort() >= 0 ? u.getPort() : u.getScheme().equalsIgnoreCase("https") ? 443 : 80;
     }
 
-    private <T> HttpResponse<T> send(HttpRequest req, HttpResponse.BodyHandler<T> handler, String repo) {
+    /** A response whose body was read through a {@link Sink}. */
+    record Reply<T>(int status, HttpHeaders headers, T body) {}
+
+    /** Takes a body's bytes as they arrive; answers false once it needs no more (the rest is not read). */
+    interface Sink<T> {
+        boolean accept(ByteBuffer b) throws IOException;
+
+        T result();
+    }
+
+    /** A body kept in memory, at most {@code max} bytes; beyond that, a failure (or, with stopAtLimit, the end of reading). */
+    static final class Collect implements Sink<byte[]> {
+        private final long max;
+        private final URI source;
+        private boolean stop;
+        private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+
+        /** @param source named in the failure when the body is too large (null: the excess is dropped silently, for error bodies) */
+        Collect(long max, URI source) {
+            this.max = max;
+            this.source = source;
+        }
+
+        Collect stopAtLimit() {
+            stop = true;
+            return this;
+        }
+
+        @Override
+        public boolean accept(ByteBuffer b) {
+            long room = max - out.size();
+            int n = b.remaining();
+            if (n > room) {
+                if (source != null && !stop) throw new HubException(Urls.show(source) + ": the server sent more than the " + max + " bytes expected");
+                byte[] part = new byte[(int) room];
+                b.get(part);
+                out.writeBytes(part);
+                return false;
+            }
+            byte[] all = new byte[n];
+            b.get(all);
+            out.writeBytes(all);
+            return out.size() < max || source != null && !stop;
+        }
+
+        @Override
+        public byte[] result() {
+            return out.toByteArray();
+        }
+    }
+
+    /**
+     * Feeds a body to a sink and notes when the last bytes came, so the caller can give up on a
+     * server that sends headers and then nothing (or a byte now and then). The HTTP client's own
+     * timeout covers only the wait for the headers.
+     */
+    private static final class Reader<T> implements HttpResponse.BodySubscriber<T> {
+        private final Sink<T> sink;
+        private final CompletableFuture<T> body = new CompletableFuture<>();
+        private volatile Flow.Subscription subscription;
+        volatile long lastData = System.nanoTime();
+
+        Reader(Sink<T> sink) {
+            this.sink = sink;
+        }
+
+        @Override
+        public void onSubscribe(Flow.Subscription s) {
+            subscription = s;
+            s.request(1);
+        }
+
+        @Override
+        public void onNext(List<ByteBuffer> items) {
+            lastData = System.nanoTime();
+            if (body.isDone()) return;
+            try {
+                for (ByteBuffer b : items) {
+                    if (!sink.accept(b)) {
+                        body.complete(sink.result());
+                        subscription.cancel();
+                        return;
+                    }
+                }
+                subscription.request(1);
+            } catch (Throwable t) {
+                body.completeExceptionally(t);
+                subscription.cancel();
+            }
+        }
+
+        @Override
+        public void onError(Throwable t) {
+            body.completeExceptionally(t);
+        }
+
+        @Override
+        public void onComplete() {
+            body.complete(sink.result());
+        }
+
+        @Override
+        public CompletionStage<T> getBody() {
+            return body;
+        }
+
+        void cancel() {
+            Flow.Subscription s = subscription;
+            if (s != null) s.cancel();
+            body.completeExceptionally(new IOException("cancelled"));
+        }
+    }
+
+    /** A body that stopped arriving: no bytes for the idle timeout. */
+    static final class Stalled extends IOException {
+        Stalled(String message) {
+            super(message);
+        }
+    }
+
+    /** One exchange: the response, its body read through the sink; gives up when no bytes came for the idle timeout. */
+    <T> Reply<T> exchange(HttpRequest req, Function<HttpResponse.ResponseInfo, Sink<T>> sinks) throws IOException, InterruptedException {
+        AtomicReference<Reader<T>> reader = new AtomicReference<>();
+        CompletableFuture<HttpResponse<T>> f = http().sendAsync(req, info -> {
+            Reader<T> r = new Reader<>(sinks.apply(info));
+            reader.set(r);
+            return r;
+        });
+        long idle = s.timeout().toNanos();
+        long started = System.nanoTime();
+        long poll = Math.max(10, Math.min(1000, s.timeout().toMillis() / 4));
+        while (true) {
+            try {
+                HttpResponse<T> r = f.get(poll, TimeUnit.MILLISECONDS);
+                return new Reply<>(r.statusCode(), r.headers(), r.body());
+            } catch (TimeoutException e) {
+                Reader<T> r = reader.get();
+                // Before the headers the request's own timeout applies; this is the backstop.
+                long since = System.nanoTime() - (r == null ? started : r.lastData);
+                if (since > (r == null ? 2 * idle : idle)) {
+                    if (r != null) r.cancel();
+                    f.cancel(true);
+                    throw new Stalled(Urls.show(req.uri()) + " sent nothing for " + seconds(s.timeout()));
+                }
+            } catch (ExecutionException e) {
+                Throwable c = e.getCause();
+                while ((c instanceof CompletionException || c instanceof ExecutionException) && c.getCause() != null) c = c.getCause();
+                if (c instanceof HubException h) throw h;
+                if (c instanceof IOException io) throw io;
+                if (c instanceof IllegalArgumentException iae) throw new HubException(Urls.show(req.uri()) + ": " + iae.getMessage());
+                throw new IOException(String.valueOf(c.getMessage()), c);
+            }
+        }
+    }
+
+    private <T> Reply<T> send(HttpRequest req, Function<HttpResponse.ResponseInfo, Sink<T>> sinks, String repo) {
         int failures = 0;
         while (true) {
             try {
-                HttpResponse<T> r = http().send(req, handler);
-                if (!RETRY.contains(r.statusCode()) || ++failures > s.retries()) return r;
+                Reply<T> r = exchange(req, sinks);
+                if (!RETRY.contains(r.status()) || ++failures > s.retries()) return r;
             } catch (HttpTimeoutException e) {
-                if (++failures > s.retries()) throw new HubException(repo + ": the hub did not answer in " + s.timeout().toSeconds() + "s (" + req.uri().getHost() + ")");
+                if (++failures > s.retries()) throw new HubException(repo + ": the hub did not answer in " + seconds(s.timeout()) + " (" + req.uri().getHost() + ")");
+            } catch (Stalled e) {
+                if (++failures > s.retries()) throw new HubException(repo + ": " + e.getMessage() + ", " + failures + " times; giving up");
             } catch (IOException e) {
                 // A refused connection or an unknown host does not heal in seconds: one retry, not the full backoff.
                 if (++failures > (e instanceof ConnectException ? 1 : s.retries())) {
@@ -274,6 +535,10 @@ public final class HubClient {
             }
             sleep(failures);
         }
+    }
+
+    static String seconds(Duration d) {
+        return d.toMillis() % 1000 == 0 ? d.toSeconds() + " s" : d.toMillis() / 1000.0 + " s";
     }
 
     private void sleep(int failures) {

@@ -59,9 +59,10 @@ public final class HubModelResolver implements ModelResolver {
             ModelFolder base = resolve(ref.withoutLora(), yamlPath);
             ModelRef lr = new ModelRef(ref.loraPath(), ref.loraRevision(), null, null);
             Path dir = local.locate(lr);
-            if (dir == null) dir = hubFolder(lr, yamlPath, true);
-            Path adapterDir = dir;
-            LoraAdapter a = adapters.computeIfAbsent(adapterDir.toString(), k -> LoraAdapter.open(adapterDir));
+            boolean hub = dir == null;
+            if (hub) dir = hubFolder(lr, yamlPath, true);
+            Path adapterDir = dir, root = hub ? new HubCache(cacheRoot).repoDir(lr.path()) : dir;
+            LoraAdapter a = adapters.computeIfAbsent(adapterDir.toString(), k -> LoraAdapter.open(adapterDir, root));
             m = base.withAdapter(a);
         } else if (local.locate(ref) != null) {
             m = local.resolve(ref, yamlPath);
@@ -117,8 +118,9 @@ public final class HubModelResolver implements ModelResolver {
             CacheActor.HeaderBytes h = join(pending.get(i));
             headers.put(shards.get(i), SafetensorsFile.fromHeader(Path.of(repo, shards.get(i)), h.bytes(), h.fileSize()));
         }
-        Path cfg = snap.resolve("config.json");
-        return ModelFolder.fromHeaders(snap, java.nio.file.Files.exists(cfg) ? Json.readExactObject(cfg) : null, weightMap, headers);
+        Path root = new HubCache(cacheRoot).repoDir(repo);
+        Path cfg = ModelFolder.resolveInside(snap, "config.json", root);
+        return ModelFolder.fromHeaders(snap, root, cfg != null ? Json.readExactObject(cfg) : null, weightMap, headers);
     }
 
     /** A hub folder whose files are all small enough to fetch whole (adapters). */

@@ -34,7 +34,17 @@ public record HubSettings(URI endpoint, String token, Path cacheDir, boolean off
             }
         }
         boolean offline = offlineFlag || truthy(env.get("HF_HUB_OFFLINE")) || truthy(env.get("TRANSFORMERS_OFFLINE"));
-        return new HubSettings(URI.create(ep), token, cache, offline, Duration.ofSeconds(30), 5, Duration.ofSeconds(1));
+        return new HubSettings(URI.create(ep), token, cache, offline, timeout(env.get("HF_HUB_DOWNLOAD_TIMEOUT")), 5, Duration.ofSeconds(1));
+    }
+
+    /** How long a request may wait for its answer and a body for its next bytes: HF_HUB_DOWNLOAD_TIMEOUT seconds, else 30. */
+    static Duration timeout(String v) {
+        try {
+            double secs = v == null ? 30 : Double.parseDouble(v.strip());
+            return secs > 0 && secs < 86_400 ? Duration.ofMillis(Math.round(secs * 1000)) : Duration.ofSeconds(30);
+        } catch (NumberFormatException e) {
+            return Duration.ofSeconds(30);
+        }
     }
 
     static boolean truthy(String v) {
@@ -54,6 +64,6 @@ public record HubSettings(URI endpoint, String token, Path cacheDir, boolean off
     @Override
     public String toString() {
         // never print the token
-        return "HubSettings[endpoint=" + endpoint + ", token=" + (token == null ? "none" : "set") + ", cache=" + cacheDir + ", offline=" + offline + "]";
+        return "HubSettings[endpoint=" + Urls.show(endpoint) + ", token=" + (token == null ? "none" : "set") + ", cache=" + cacheDir + ", offline=" + offline + "]";
     }
 }

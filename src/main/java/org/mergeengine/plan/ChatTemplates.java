@@ -37,7 +37,7 @@ public final class ChatTemplates {
         if (value.equals("auto")) {
             Map<String, Integer> votes = new LinkedHashMap<>();
             for (ModelFolder m : models) {
-                String t = templateOf(m.tokenizerDir());
+                String t = templateOf(m);
                 if (t != null) votes.merge(t.strip(), 1, Integer::sum);
             }
             String best = null;
@@ -53,15 +53,11 @@ public final class ChatTemplates {
         return value;
     }
 
-    static String templateOf(Path dir) {
-        Path jinja = dir.resolve("chat_template.jinja");
-        try {
-            if (Files.isRegularFile(jinja)) return Files.readString(jinja);
-        } catch (java.io.IOException e) {
-            return null;
-        }
-        Path cfg = dir.resolve("tokenizer_config.json");
-        if (!Files.isRegularFile(cfg)) return null;
+    static String templateOf(ModelFolder m) {
+        byte[] jinja = m.readTokenizerFile("chat_template.jinja");
+        if (jinja != null) return new String(jinja, java.nio.charset.StandardCharsets.UTF_8);
+        Path cfg = m.resolveTokenizerFile("tokenizer_config.json");
+        if (cfg == null || !Files.isRegularFile(cfg)) return null;
         JsonNode t = Json.read(cfg).get("chat_template");
         if (t == null) return null;
         if (t.isTextual()) return t.asText();

@@ -165,7 +165,7 @@ public final class ModelLayout {
         for (List<String> keys : List.of(LAYER_KEYS, TEXT_KEYS, VISION_KEYS, ENCODER_KEYS, DECODER_KEYS)) {
             for (String k : keys) {
                 JsonNode v = at(cfg, k);
-                if (v != null && v.isIntegralNumber() && v.asInt() == n) return true;
+                if (v != null && v.isIntegralNumber() && v.canConvertToInt() && v.asInt() == n) return true;
             }
         }
         return false;
@@ -181,6 +181,7 @@ public final class ModelLayout {
             for (String k : candidates) {
                 JsonNode v = at(cfg, k);
                 if (v == null || !v.isIntegralNumber()) continue;
+                if (!v.canConvertToInt()) throw new FormatException(folder.dir() + ": config.json says " + k + " = " + v.asText() + ", more layers than can exist");
                 if (firstKey == null) {
                     firstKey = k;
                     firstValue = v.asInt();

@@ -340,14 +340,10 @@ public final class OutputFiles {
     private static Map<String, byte[]> tokenizerFiles(MergeConfig cfg, TokenizerMerge tokenizer, ModelFolder donor, Map<ModelRef, ModelFolder> folders) {
         Map<String, byte[]> files = new LinkedHashMap<>();
         ModelFolder from = tokenizer != null ? tokenizer.donor() : donor;
-        try {
-            for (String f : ModelFolder.TOKENIZER_FILES) {
-                Path p = from.tokenizerDir().resolve(f);
-                if (!Files.isRegularFile(p) && f.equals("generation_config.json")) p = from.dir().resolve(f);
-                if (Files.isRegularFile(p)) files.put(f, Files.readAllBytes(p));
-            }
-        } catch (IOException e) {
-            throw new ConfigException("", "cannot read the tokenizer files of " + from.tokenizerDir() + ": " + e.getMessage());
+        for (String f : ModelFolder.TOKENIZER_FILES) {
+            byte[] b = from.readTokenizerFile(f);
+            if (b == null && f.equals("generation_config.json")) b = ModelFolder.readInside(from.dir(), f, from.root());
+            if (b != null) files.put(f, b);
         }
         if (tokenizer != null) {
             files.remove("tokenizer.model"); // the merged vocabulary lives in tokenizer.json alone

@@ -46,7 +46,7 @@ public final class TokenizerMerge {
     public TokenizerMerge(MergeConfig.TokenizerSpec spec, Map<ModelRef, ModelFolder> models, ModelRef base, ModelFolder sourceModel) {
         this.spec = spec;
         for (Map.Entry<ModelRef, ModelFolder> e : models.entrySet()) {
-            TokenizerJson t = TokenizerJson.read(e.getValue().tokenizerDir());
+            TokenizerJson t = TokenizerJson.read(e.getValue());
             tokenizers.put(e.getKey(), t);
             int limit = vocabSize(e.getValue());
             Map<String, Integer> ids = new HashMap<>();
@@ -58,7 +58,7 @@ public final class TokenizerMerge {
         TokenizerJson start;
         int limit;
         if (spec.source().equals("model")) {
-            start = TokenizerJson.read(sourceModel.tokenizerDir());
+            start = TokenizerJson.read(sourceModel);
             limit = Integer.MAX_VALUE;
             donor = sourceModel;
         } else {
@@ -136,8 +136,8 @@ public final class TokenizerMerge {
     }
 
     private static ObjectNode tokenizerConfig(ModelFolder donor, int limit, List<ObjectNode> extra) {
-        java.nio.file.Path f = donor.tokenizerDir().resolve("tokenizer_config.json");
-        if (!Files.isRegularFile(f)) return null;
+        java.nio.file.Path f = donor.resolveTokenizerFile("tokenizer_config.json");
+        if (f == null || !Files.isRegularFile(f)) return null;
         ObjectNode c = Json.readObject(f);
         JsonNode dec = c.get("added_tokens_decoder");
         if (dec instanceof ObjectNode d) {
@@ -160,7 +160,7 @@ public final class TokenizerMerge {
 
     /** The vocabulary size of a model: config.json's vocab_size, else its embedding's rows. */
     static int vocabSize(ModelFolder m) {
-        if (m.config() != null && m.config().path("vocab_size").isIntegralNumber()) return m.config().get("vocab_size").asInt();
+        if (m.config() != null && m.config().path("vocab_size").isIntegralNumber() && m.config().get("vocab_size").canConvertToInt()) return m.config().get("vocab_size").asInt();
         for (Map.Entry<String, ModelFolder.Located> e : m.tensors().entrySet()) {
             if (ModelLayout.isInputEmbedding(e.getKey()) && ModelLayout.isVocabularyName(e.getKey()) && e.getValue().info().rank() == 2) {
                 return (int) e.getValue().info().shape()[0];

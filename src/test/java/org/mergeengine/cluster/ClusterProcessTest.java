@@ -34,6 +34,7 @@ class ClusterProcessTest {
                 "-Dpekko.cluster.split-brain-resolver.stable-after=2s",
                 "-Dpekko.cluster.failure-detector.acceptable-heartbeat-pause=2s",
                 "-Dpekko.cluster.failure-detector.heartbeat-interval=500ms",
+                "-Dmerge-engine.cluster.tls.local-dir=" + TLS_DIR,
                 "-cp", System.getProperty("java.class.path"), "org.mergeengine.cli.Main"));
         cmd.addAll(List.of(args));
         Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).redirectOutput(log.toFile()).start();
@@ -98,11 +99,12 @@ class ClusterProcessTest {
              HttpFrontend http = HttpFrontend.start(n, "127.0.0.1", 0)) {
             java.net.http.HttpClient client = java.net.http.HttpClient.newHttpClient();
             String base = "http://127.0.0.1:" + http.port();
+            token = http.token();
             var bad = post(client, base + "/merges?out=x", "merge_method: linerr\nmodels:\n  - model: base\n");
             assertEquals(400, bad.statusCode());
             assertTrue(bad.body().contains("linear"), "suggests the right method: " + bad.body());
             assertEquals(400, post(client, base + "/merges", yaml).statusCode(), "no out");
-            assertEquals(404, client.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(base + "/merges/nope")).build(),
+            assertEquals(404, client.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(base + "/merges/nope")).header("Authorization", "Bearer " + token).build(),
                     java.net.http.HttpResponse.BodyHandlers.ofString()).statusCode());
 
             String q = "&dir=" + java.net.URLEncoder.encode(dir.toString(), StandardCharsets.UTF_8);
@@ -119,7 +121,8 @@ class ClusterProcessTest {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
             while (true) {
                 var st = org.mergeengine.formats.Json.MAPPER.readTree(client.send(java.net.http.HttpRequest.newBuilder(
-                        java.net.URI.create(base + "/merges/" + id)).build(), java.net.http.HttpResponse.BodyHandlers.ofString()).body());
+                        java.net.URI.create(base + "/merges/" + id)).header("Authorization", "Bearer " + token).build(),
+                        java.net.http.HttpResponse.BodyHandlers.ofString()).body());
                 String state = st.get("state").asText();
                 if (seen.isEmpty() || !seen.get(seen.size() - 1).equals(state)) seen.add(state);
                 if (state.equals("running") && st.has("fraction")) fractions.add(st.get("fraction").asDouble());
@@ -141,8 +144,11 @@ class ClusterProcessTest {
         }
     }
 
-    private static java.net.http.HttpResponse<String> post(java.net.http.HttpClient c, String url, String body) throws Exception {
-        return c.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(url)).POST(java.net.http.HttpRequest.BodyPublishers.ofString(body)).build(),
+    private String token;
+
+    private java.net.http.HttpResponse<String> post(java.net.http.HttpClient c, String url, String body) throws Exception {
+        return c.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(url)).header("Authorization", "Bearer " + token)
+                        .header("Content-Type", "application/yaml").POST(java.net.http.HttpRequest.BodyPublishers.ofString(body)).build(),
                 java.net.http.HttpResponse.BodyHandlers.ofString());
     }
 

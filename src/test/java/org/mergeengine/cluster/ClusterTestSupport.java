@@ -4,11 +4,15 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import com.typesafe.config.ConfigFactory;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.stream.Stream;
 import org.mergeengine.api.MergeService;
 import org.mergeengine.config.ConfigParser;
@@ -25,13 +29,32 @@ final class ClusterTestSupport {
 
     static final int CHUNK = 65536;
 
+    /** The local cluster's TLS key pair, made once per test JVM (not in the user's cache). */
+    static final Path TLS_DIR = tlsDir();
+
+    private static Path tlsDir() {
+        try {
+            Path d = Files.createTempDirectory("merge-engine-tls");
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                try (Stream<Path> s = Files.walk(d)) {
+                    s.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+                } catch (IOException ignored) {
+                    // a temporary folder: the system cleans it eventually
+                }
+            }));
+            return d.resolve("local");
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
     /** SBR and failure detection tuned down so that a lost node is noticed in seconds. */
     static final com.typesafe.config.Config FAST = ConfigFactory.parseString("""
             pekko.cluster.split-brain-resolver.stable-after = 2s
             pekko.cluster.failure-detector.acceptable-heartbeat-pause = 2s
             pekko.cluster.failure-detector.heartbeat-interval = 500ms
             pekko.coordinated-shutdown.phases.cluster-exiting.timeout = 5s
-            """);
+            """).withFallback(ConfigFactory.parseMap(Map.of("merge-engine.cluster.tls.local-dir", TLS_DIR.toString())));
 
     static MergeNode node(Path cache, List<String> seeds, Duration perTask, int lanes, String tag) {
         List<Device> l = new ArrayList<>();

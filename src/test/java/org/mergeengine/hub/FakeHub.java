@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
@@ -19,13 +20,15 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
 
 /**
  * A Hugging Face hub on 127.0.0.1 for tests: the revision API, /resolve/ with X-Repo-Commit,
  * X-Linked-Etag and X-Linked-Size, LFS files redirected to a second server (the "CDN") that
  * honours Range. It counts every request and can drop a connection, ignore Range, or corrupt a
- * body once.
+ * body once; and it can behave like a hostile mirror: bodies that never end or trickle, redirects
+ * anywhere, sizes that are not numbers, short ranges, huge JSON.
  */
 final class FakeHub implements AutoCloseable {
     record Repo(String commit, Map<String, byte[]> files) {}
@@ -41,6 +44,18 @@ final class FakeHub implements AutoCloseable {
     volatile boolean ignoreRange;
     /** Milliseconds a whole-file download waits before its body (to make downloads overlap). */
     volatile long slowFullDownloads;
+    /** The CDN ignores Range and sends the file, then zeros for as long as the client reads. */
+    volatile boolean endlessIgnoringRange;
+    /** Downloads (whole files and resumed ones) send one byte per this many milliseconds (0: at once). */
+    volatile long trickleMillis;
+    /** The Location the hub gives for LFS files instead of its CDN (null: the CDN). */
+    volatile String redirectTo;
+    /** The X-Linked-Size the hub gives instead of the real one (null: the real one). */
+    volatile String linkedSize;
+    /** Ranged reads answer 206 with half the bytes asked for. */
+    volatile boolean shortRanges;
+    /** Spaces added to every revision JSON. */
+    volatile int jsonPadding;
 
     FakeHub() throws IOException {
         InetAddress lo = InetAddress.getLoopbackAddress();
@@ -131,7 +146,7 @@ final class FakeHub implements AutoCloseable {
                 StringBuilder sb = new StringBuilder("{\"id\":\"" + repo + "\",\"sha\":\"" + r.commit() + "\",\"siblings\":[");
                 int i = 0;
                 for (String f : r.files().keySet()) sb.append(i++ == 0 ? "" : ",").append("{\"rfilename\":\"").append(f).append("\"}");
-                sb.append("]}");
+                sb.append("]").append(" ".repeat(jsonPadding)).append("}");
                 send(ex, 200, sb.toString().getBytes(StandardCharsets.UTF_8));
                 return;
             }
@@ -151,9 +166,10 @@ final class FakeHub implements AutoCloseable {
                 if (lfs(file)) {
                     String sha = sha256(body);
                     ex.getResponseHeaders().add("X-Linked-Etag", "\"" + sha + "\"");
-                    ex.getResponseHeaders().add("X-Linked-Size", Long.toString(body.length));
+                    ex.getResponseHeaders().add("X-Linked-Size", linkedSize != null ? linkedSize : Long.toString(body.length));
                     ex.getResponseHeaders().add("ETag", "\"" + gitSha1(("pointer " + sha).getBytes(StandardCharsets.UTF_8)) + "\"");
-                    ex.getResponseHeaders().add("Location", "http://127.0.0.1:" + cdn.getAddress().getPort() + "/blobs/" + sha + "?signature=x");
+                    ex.getResponseHeaders().add("Location", redirectTo != null ? redirectTo
+                            : "http://127.0.0.1:" + cdn.getAddress().getPort() + "/blobs/" + sha + "?signature=x");
                     ex.sendResponseHeaders(302, -1);
                     return;
                 }
@@ -183,6 +199,10 @@ final class FakeHub implements AutoCloseable {
                 return;
             }
             String range = ex.getRequestHeaders().getFirst("Range");
+            if (endlessIgnoringRange) {
+                endless(ex, sha, body);
+                return;
+            }
             long start = 0, end = body.length - 1;
             if (range != null && !ignoreRange) {
                 String[] r = range.replace("bytes=", "").split("-", -1);
@@ -207,12 +227,26 @@ final class FakeHub implements AutoCloseable {
             }
             if (range != null && !ignoreRange) {
                 ex.getResponseHeaders().add("Content-Range", "bytes " + start + "-" + end + "/" + body.length);
+                if (shortRanges) out = Arrays.copyOf(out, out.length / 2);
                 ex.sendResponseHeaders(206, out.length);
             } else {
                 ex.sendResponseHeaders(200, out.length);
             }
             Long drop = wholeBody && dropAfter.getOrDefault(sha, Long.MAX_VALUE) < out.length ? dropAfter.remove(sha) : null;
             OutputStream os = ex.getResponseBody();
+            if (wholeBody && trickleMillis > 0) { // resumed downloads too
+                for (byte b : out) {
+                    os.write(b);
+                    os.flush();
+                    try {
+                        Thread.sleep(trickleMillis);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        return;
+                    }
+                }
+                return;
+            }
             if (drop != null) {
                 os.write(out, 0, drop.intValue());
                 os.flush();
@@ -220,6 +254,22 @@ final class FakeHub implements AutoCloseable {
                 throw new IOException("connection dropped on purpose");
             }
             os.write(out);
+        }
+    }
+
+    /** Bytes the endless CDN has sent, all requests together. */
+    final AtomicLong endlessSent = new AtomicLong();
+
+    private void endless(HttpExchange ex, String sha, byte[] body) throws IOException {
+        bump("CDN " + sha + " endless");
+        ex.sendResponseHeaders(200, 0); // no length: chunked, ends when the client hangs up
+        OutputStream os = ex.getResponseBody();
+        os.write(body);
+        endlessSent.addAndGet(body.length);
+        byte[] zeros = new byte[1 << 16];
+        while (!Thread.currentThread().isInterrupted()) {
+            os.write(zeros); // throws once the client has gone
+            endlessSent.addAndGet(zeros.length);
         }
     }
 
