@@ -47,6 +47,28 @@ class NonFiniteInputsTest {
         assertEquals(0, NonFinite.count(DType.I32, ByteBuffer.wrap(new byte[] {-1, -1, -1, 0x7f})));
     }
 
+    @Test
+    void halfWidthCountsAgreeWithAValueByValueCountAtAnyOffsetAndPlacement() {
+        java.util.SplittableRandom rnd = new java.util.SplittableRandom(7);
+        short[] specials = {(short) 0x7f80, (short) 0xff80, (short) 0x7fc1, (short) 0x7c00, (short) 0xfc00, (short) 0x7e00, (short) 0x7f7f, (short) 0x7bff, (short) 0x8000, 0};
+        for (int round = 0; round < 2000; round++) {
+            int n = 1 + rnd.nextInt(40);
+            ByteBuffer b = ByteBuffer.allocate(2 * n + 2).order(ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < n + 1; i++) {
+                short v = rnd.nextInt(4) == 0 ? specials[rnd.nextInt(specials.length)] : (short) rnd.nextInt(1 << 16);
+                b.putShort(2 * i, v);
+            }
+            int from = 2 * rnd.nextInt(n + 1), to = from + 2 * rnd.nextInt(n + 1 - from / 2 + 1);
+            to = Math.min(to, 2 * n + 2);
+            b.position(0).limit(to).position(from);
+            for (DType dt : new DType[] {DType.BF16, DType.F16}) {
+                int exponent = dt == DType.BF16 ? 0x7f80 : 0x7c00, expected = 0;
+                for (int i = from; i + 2 <= to; i += 2) if ((b.getShort(i) & exponent) == exponent) expected++;
+                assertEquals(expected, NonFinite.count(dt, b), dt + " round " + round);
+            }
+        }
+    }
+
     private Path config(String method) throws Exception {
         if (!Files.exists(dir.resolve("bad"))) {
             SyntheticModel.write(dir.resolve("a"), SyntheticModel.Spec.tiny(), DType.BF16, 1, 1, 0, 0);
