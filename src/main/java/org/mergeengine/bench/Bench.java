@@ -332,8 +332,9 @@ public final class Bench {
         int code = p.waitFor();
         deleteTree(out);
         double engine = secs;
-        Matcher m = Pattern.compile("written\\) in ([0-9.]+)s into").matcher(Files.readString(logFile));
-        while (m.find()) engine = Double.parseDouble(m.group(1));
+        // The closing line reads "..., 6.08s merging, 7.64s in all" (earlier builds: "written) in 7.64s into").
+        Matcher m = Pattern.compile("([0-9.]+)s in all$|written\\) in ([0-9.]+)s into", Pattern.MULTILINE).matcher(Files.readString(logFile));
+        while (m.find()) engine = Double.parseDouble(m.group(1) != null ? m.group(1) : m.group(2));
         return new Run(method, workers, cache, secs, ceiling, ceiling / secs, inBytes / 1e9 / secs, hwm, anon, cpu, code, engine, Double.NaN);
     }
 

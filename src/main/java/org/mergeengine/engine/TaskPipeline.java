@@ -222,7 +222,6 @@ final class TaskPipeline {
                     bytes[i] = b;
                     pooled[i] = true;
                 }
-                NonFinite.seen(src, r[0], bytes[i]);
             }
             return new Raw(r[0], len, bytes, pooled);
         }, io);
@@ -270,8 +269,13 @@ final class TaskPipeline {
                 DType dt = in.source().info().dtype();
                 ByteBuffer b = raw.bytes()[i];
                 b.position(s * dt.size());
-                if (splitTile) Convert.decodeBf16Split(b, t.in[i], len);
-                else Convert.decode(dt, b, t.in[i], 0, len);
+                // Non-finite inputs are counted here, where the bytes are decoded anyway, not in a scan of their own.
+                if (!splitTile) {
+                    Convert.decode(dt, b, t.in[i], 0, len);
+                    NonFinite.seen(in, raw.start() + s, len, t.in[i]);
+                } else if (!Convert.decodeBf16Split(b, t.in[i], len)) {
+                    NonFinite.seen(in, raw.start() + s, len, t.in[i]);
+                }
                 DType cast = in.castTo();
                 if (cast != null && cast != dt && InputReader.narrower(cast, dt)) {
                     float[] x = t.in[i];

@@ -39,6 +39,28 @@ class ConvertTest {
     }
 
     @Test
+    void bf16SplitDecodingSaysWhetherEveryValueIsFinite() {
+        // The engine counts NaN and infinite inputs only where this says there are some: a miss
+        // in either half of a pair, or in the last pair, would hide them from the warning.
+        int n = 4096;
+        ByteBuffer src = ByteBuffer.allocateDirect(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) src.putShort(2 * i, Convert.floatToBf16((i % 7 - 3) * 0.37f));
+        src.putShort(10, (short) 0x7f7f); // the largest finite exponent
+        assertTrue(Convert.decodeBf16Split(src.duplicate().order(ByteOrder.LITTLE_ENDIAN).position(0), out, n));
+        short[] nonFinite = {(short) 0x7f80, (short) 0xff80, (short) 0x7fc0, (short) 0xffff, (short) 0x7f81};
+        for (short bad : nonFinite) {
+            for (int at : new int[] {0, 1, 2 * 1000 + 1, n - 2, n - 1}) {
+                ByteBuffer b = ByteBuffer.allocateDirect(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+                b.put(src.duplicate().position(0)).flip();
+                b.putShort(2 * at, bad);
+                org.junit.jupiter.api.Assertions.assertFalse(Convert.decodeBf16Split(b, out, n),
+                        Integer.toHexString(bad & 0xffff) + " at element " + at);
+            }
+        }
+    }
+
+    @Test
     void bf16SplitEncodingRoundsEveryFloatAsTheScalarEncoding() {
         // Rounding ties (odd and even neighbours), values that round up into infinity, NaNs with
         // payloads in either half, subnormals, and random bit patterns.
