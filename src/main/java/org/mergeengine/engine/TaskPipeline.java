@@ -263,32 +263,42 @@ final class TaskPipeline {
         boolean split = device.tileElements() <= TILE && tile <= TILE && splitsBf16();
         for (int s = 0; s < raw.length(); s += tile) {
             int len = Math.min(tile, raw.length() - s);
-            boolean splitTile = split && (len & 1) == 0;
-            for (int i = 0; i < n; i++) {
-                PlannedTensor.Input in = tensor.inputs().get(i);
-                DType dt = in.source().info().dtype();
-                ByteBuffer b = raw.bytes()[i];
-                b.position(s * dt.size());
-                // Non-finite inputs are counted here, where the bytes are decoded anyway, not in a scan of their own.
-                if (!splitTile) {
-                    Convert.decode(dt, b, t.in[i], 0, len);
-                    NonFinite.seen(in, raw.start() + s, len, t.in[i]);
-                } else if (!Convert.decodeBf16Split(b, t.in[i], len)) {
-                    NonFinite.seen(in, raw.start() + s, len, t.in[i]);
-                }
-                DType cast = in.castTo();
-                if (cast != null && cast != dt && InputReader.narrower(cast, dt)) {
-                    float[] x = t.in[i];
-                    for (int j = 0; j < len; j++) x[j] = Convert.roundTo(cast, x[j]);
-                }
-            }
-            kernel.compute(new Chunk(raw.start() + s, len, t.in), t.out);
-            if (splitTile) Convert.encodeBf16Split(t.out, len, dst);
-            else Convert.encode(out, t.out, 0, len, dst);
+            tile(kernel, raw, t, s, len, split && (len & 1) == 0, dst);
         }
         for (int i = 0; i < n; i++) if (raw.pooled()[i]) giveBytes(raw.bytes()[i]);
         dst.flip();
         return new Encoded(raw.start() * out.size(), dst);
+    }
+
+    /**
+     * One tile: decode each input, run the kernel, encode. A method of its own because it runs
+     * thousands of times a second and so is compiled at once; as the body of the chunk's loop it
+     * stayed interpreted for a whole merge (the chunk method runs too few times for the JIT).
+     */
+    private void tile(TensorKernel kernel, Raw raw, Tiles t, int s, int len, boolean splitTile, ByteBuffer dst) {
+        DType out = tensor.outDType();
+        int n = raw.bytes().length;
+        for (int i = 0; i < n; i++) {
+            PlannedTensor.Input in = tensor.inputs().get(i);
+            DType dt = in.source().info().dtype();
+            ByteBuffer b = raw.bytes()[i];
+            b.position(s * dt.size());
+            // Non-finite inputs are counted here, where the bytes are decoded anyway, not in a scan of their own.
+            if (!splitTile) {
+                Convert.decode(dt, b, t.in[i], 0, len);
+                NonFinite.seen(in, raw.start() + s, len, t.in[i]);
+            } else if (!Convert.decodeBf16Split(b, t.in[i], len)) {
+                NonFinite.seen(in, raw.start() + s, len, t.in[i]);
+            }
+            DType cast = in.castTo();
+            if (cast != null && cast != dt && InputReader.narrower(cast, dt)) {
+                float[] x = t.in[i];
+                for (int j = 0; j < len; j++) x[j] = Convert.roundTo(cast, x[j]);
+            }
+        }
+        kernel.compute(new Chunk(raw.start() + s, len, t.in), t.out);
+        if (splitTile) Convert.encodeBf16Split(t.out, len, dst);
+        else Convert.encode(out, t.out, 0, len, dst);
     }
 
     private record Encoded(long offset, ByteBuffer bytes) {}
