@@ -24,9 +24,16 @@ final class InputReader {
 
     /** Elements {@code [start, start+len)} of the input's view, flat row-major, into {@code dst[0..len)}. */
     void read(PlannedTensor.Input in, long start, int len, float[] dst) {
-        if (in.rows() != null) readPermuted(in.rows(), start, len, dst);
-        else readStored(in.source(), in.view(), start, len, dst);
-        NonFinite.seen(in, start, len, dst);
+        // Stored bf16 and f16 values say on decoding whether any is NaN or infinite; the floats are
+        // counted only otherwise (other types, rebuilt vocabulary rows) or when some are.
+        boolean finite;
+        if (in.rows() != null) {
+            readPermuted(in.rows(), start, len, dst);
+            finite = false;
+        } else {
+            finite = readStored(in.source(), in.view(), start, len, dst);
+        }
+        if (!finite) NonFinite.seen(in, start, len, dst);
         DType cast = in.castTo();
         DType dt = in.source().info().dtype();
         if (cast != null && cast != dt && narrower(cast, dt)) {
@@ -82,19 +89,24 @@ final class InputReader {
         return mean;
     }
 
-    /** Reads a view of a stored tensor (LoRA update included), before any cast. */
-    void readStored(ModelFolder.Located src, long[] view, long start, int len, float[] dst) {
+    /**
+     * Reads a view of a stored tensor (LoRA update included), before any cast; returns true when
+     * the stored values are known to be finite.
+     */
+    boolean readStored(ModelFolder.Located src, long[] view, long start, int len, float[] dst) {
         TensorInfo info = src.info();
         long[] stored = info.shape();
         boolean cropped = stored.length == 2 && view.length == 2 && (stored[0] != view[0] || stored[1] != view[1]);
-        readRaw(src, view, cropped, start, len, dst);
+        boolean finite = readRaw(src, view, cropped, start, len, dst);
         if (src.delta() != null) {
+            finite = false; // the floats count, with the update in them
             addLowRank(src.delta(), view[1], start, len, dst);
             // a PEFT-merged checkpoint would store W + s·BA in the base's dtype
             if (info.dtype() != DType.F32 && info.dtype().isFloating()) {
                 for (int i = 0; i < len; i++) dst[i] = Convert.roundTo(info.dtype(), dst[i]);
             }
         }
+        return finite;
     }
 
     private void addLowRank(ModelFolder.LowRank d, long viewCols, long start, int len, float[] dst) {
@@ -145,32 +157,32 @@ final class InputReader {
         return v;
     }
 
-    private static void readRaw(ModelFolder.Located src, long[] view, boolean cropped, long start, int len, float[] dst) {
+    private static boolean readRaw(ModelFolder.Located src, long[] view, boolean cropped, long start, int len, float[] dst) {
         TensorInfo info = src.info();
         TensorFile file = src.file();
         int es = info.dtype().size();
-        if (!cropped) {
-            readRun(file, info, start * es, len, dst, 0);
-        } else {
-            long viewCols = view[1];
-            long storedCols = info.shape()[1];
-            int done = 0;
-            while (done < len) {
-                long e = start + done;
-                long row = e / viewCols, col = e % viewCols;
-                int run = (int) Math.min(len - done, viewCols - col);
-                readRun(file, info, (row * storedCols + col) * es, run, dst, done);
-                done += run;
-            }
+        if (!cropped) return readRun(file, info, start * es, len, dst, 0);
+        boolean finite = true;
+        long viewCols = view[1];
+        long storedCols = info.shape()[1];
+        int done = 0;
+        while (done < len) {
+            long e = start + done;
+            long row = e / viewCols, col = e % viewCols;
+            int run = (int) Math.min(len - done, viewCols - col);
+            finite &= readRun(file, info, (row * storedCols + col) * es, run, dst, done);
+            done += run;
         }
+        return finite;
     }
 
     private static final ThreadLocal<ByteBuffer[]> IO_BUFFER = ThreadLocal.withInitial(() -> new ByteBuffer[1]);
 
-    private static void readRun(TensorFile file, TensorInfo info, long byteOffset, int count, float[] dst, int dstOff) {
+    private static boolean readRun(TensorFile file, TensorInfo info, long byteOffset, int count, float[] dst, int dstOff) {
         int es = info.dtype().size();
         int maxElems = SafetensorsFile.MAX_READ / es;
         int done = 0;
+        boolean finite = true;
         while (done < count) {
             int n = Math.min(count - done, maxElems);
             ByteBuffer b;
@@ -185,9 +197,10 @@ final class InputReader {
                 file.readInto(info, byteOffset + (long) done * es, b);
                 b.flip();
             }
-            Convert.decode(info.dtype(), b, dst, dstOff + done, n);
+            finite &= Convert.decode(info.dtype(), b, dst, dstOff + done, n);
             done += n;
         }
+        return finite;
     }
 
     /** Raw bytes of an uncropped input (for copies that need no conversion). */

@@ -227,57 +227,71 @@ public final class Convert {
     /**
      * Decodes {@code count} elements of {@code type} starting at the buffer's position into
      * {@code out[outOff..]}. The buffer must be little-endian; its position is not moved.
+     *
+     * @return true when the values are known to be finite (bf16 and f16 say so from their bits on
+     *     the way; other types return false, for the caller to look at the floats if it needs to)
      */
-    public static void decode(DType type, ByteBuffer src, float[] out, int outOff, int count) {
+    public static boolean decode(DType type, ByteBuffer src, float[] out, int outOff, int count) {
         ByteBuffer b = src.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         int p = b.position();
         switch (type) {
             case F32:
                 b.asFloatBuffer().get(out, outOff, count);
-                return;
+                return false;
             case BF16: {
                 // One bulk copy into a short[], then a loop the JIT vectorises.
                 short[] tmp = shorts(count);
                 b.asShortBuffer().get(tmp, 0, count);
                 for (int i = 0; i < count; i++) out[outOff + i] = Float.intBitsToFloat(tmp[i] << 16);
-                return;
+                return allFinite(tmp, count, 0x7f80);
             }
             case F16: {
                 short[] tmp = shorts(count);
                 b.asShortBuffer().get(tmp, 0, count);
                 for (int i = 0; i < count; i++) out[outOff + i] = f16ToFloat(tmp[i]);
-                return;
+                return allFinite(tmp, count, 0x7c00);
             }
             case F64:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getDouble(p + 8 * i);
-                return;
+                return false;
             case F8_E4M3:
                 for (int i = 0; i < count; i++) out[outOff + i] = E4M3[b.get(p + i) & 0xff];
-                return;
+                return false;
             case F8_E5M2:
                 for (int i = 0; i < count; i++) out[outOff + i] = E5M2[b.get(p + i) & 0xff];
-                return;
+                return false;
             case I64:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getLong(p + 8 * i);
-                return;
+                return false;
             case I32:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getInt(p + 4 * i);
-                return;
+                return false;
             case I16:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getShort(p + 2 * i);
-                return;
+                return false;
             case I8:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) b.get(p + i);
-                return;
+                return false;
             case U8:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) (b.get(p + i) & 0xff);
-                return;
+                return false;
             case BOOL:
                 for (int i = 0; i < count; i++) out[outOff + i] = b.get(p + i) != 0 ? 1f : 0f;
-                return;
+                return false;
             default:
                 throw new IllegalArgumentException("unsupported dtype " + type);
         }
+    }
+
+    /**
+     * Whether no two-byte value holds an exponent of all ones ({@code exponent}: bf16's or f16's
+     * mask): one more than the mask's lowest bit carries such a value into bit 15, and an OR over
+     * the values already in cache says whether any did.
+     */
+    private static boolean allFinite(short[] v, int count, int exponent) {
+        int low = exponent & -exponent, carries = 0;
+        for (int i = 0; i < count; i++) carries |= (v[i] & exponent) + low;
+        return (carries & 0x8000) == 0;
     }
 
     /** Encodes {@code count} floats into {@code dst} (little-endian) at its position, advancing it. */

@@ -61,6 +61,29 @@ class ConvertTest {
     }
 
     @Test
+    void decodingSaysWhetherBf16AndF16ValuesAreAllFinite() {
+        int n = 1000;
+        for (DType dt : new DType[] {DType.BF16, DType.F16}) {
+            short inf = (short) (dt == DType.BF16 ? 0x7f80 : 0x7c00), nan = (short) (dt == DType.BF16 ? 0xffc1 : 0xfe01);
+            short largest = (short) (dt == DType.BF16 ? 0x7f7f : 0x7bff), negative = (short) (dt == DType.BF16 ? 0xbf80 : 0xbc00);
+            ByteBuffer b = ByteBuffer.allocate(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < n; i++) b.putShort(2 * i, i % 3 == 0 ? largest : negative);
+            float[] out = new float[n];
+            assertTrue(Convert.decode(dt, b, out, 0, n), dt + ": finite values");
+            for (short bad : new short[] {inf, nan, (short) (inf | 0x8000)}) {
+                for (int at : new int[] {0, 517, n - 1}) {
+                    ByteBuffer c = ByteBuffer.allocate(2 * n).order(ByteOrder.LITTLE_ENDIAN).put(b.duplicate().clear());
+                    c.putShort(2 * at, bad);
+                    org.junit.jupiter.api.Assertions.assertFalse(Convert.decode(dt, c.clear(), out, 0, n), dt + " " + Integer.toHexString(bad & 0xffff) + " at " + at);
+                    assertTrue(!Float.isFinite(out[at]), "and it decodes as non-finite");
+                }
+            }
+        }
+        assertTrue(!Convert.decode(DType.F32, ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN), new float[4], 0, 4),
+                "other types leave the question to the caller");
+    }
+
+    @Test
     void bf16SplitEncodingRoundsEveryFloatAsTheScalarEncoding() {
         // Rounding ties (odd and even neighbours), values that round up into infinity, NaNs with
         // payloads in either half, subnormals, and random bit patterns.
