@@ -38,14 +38,31 @@ import org.mergeengine.tools.SyntheticModel;
 public final class Bench {
     public record Options(long modelBytes, List<String> methods, List<Integer> workers, boolean cold, String xmx, Path work, Path results,
                           Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs, Path against, int repeat,
-                          boolean cds) {}
+                          boolean cds, Path nativeLinear) {
+        /** Without the native yardstick (as before it existed). */
+        public Options(long modelBytes, List<String> methods, List<Integer> workers, boolean cold, String xmx, Path work, Path results,
+                       Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs, Path against, int repeat, boolean cds) {
+            this(modelBytes, methods, workers, cold, xmx, work, results, baseline, updateBaseline, mmap, extraArgs, against, repeat, cds, null);
+        }
+    }
 
     /** One merge; {@code engineSeconds} is the time the merge itself reports (plan to finished folder), without JVM and actor-system start. */
     public record Run(String method, int workers, String cache, double seconds, double ceilingSeconds, double ratio, double inputGBps,
-                      long peakRss, long peakRssAnon, double cpuSeconds, int exitCode, double engineSeconds, double againstSeconds) {
+                      long peakRss, long peakRssAnon, double cpuSeconds, int exitCode, double engineSeconds, double againstSeconds,
+                      double nativeSeconds) {
         /** How many times faster than the earlier build (above 1: faster); NaN without one. */
         public double speedup() {
             return againstSeconds / seconds;
+        }
+
+        /** The whole process's time as a multiple of native code's linear merge on the same files (1.0 = as fast); NaN without it. */
+        public double timesNative() {
+            return seconds / nativeSeconds;
+        }
+
+        Run withNative(double s) {
+            return new Run(method, workers, cache, seconds, ceilingSeconds, ratio, inputGBps, peakRss, peakRssAnon, cpuSeconds, exitCode,
+                    engineSeconds, againstSeconds, s);
         }
     }
 
@@ -57,6 +74,11 @@ public final class Bench {
         this.log = log;
     }
 
+    /** The native yardstick beside the checkout ({@code ../shared/bench/native-linear} from the repository root), when it is there. */
+    public static Optional<Path> nativeBesideCheckout() {
+        return NativeLinear.besideCheckout();
+    }
+
     /** Runs everything; returns the number of ratios that fell more than 15% below the baseline. */
     public int run() throws Exception {
         Files.createDirectories(o.work());
@@ -64,6 +86,7 @@ public final class Bench {
         Path models = o.work().resolve("models-" + o.modelBytes());
         generate(models);
         List<Run> runs = new ArrayList<>();
+        Map<String, Double> nativeSeconds = yardstick(models);
         for (String method : o.methods()) {
             List<Path> inputs = inputsOf(models, method);
             Path cfg = writeConfig(models, method);
@@ -92,17 +115,22 @@ public final class Bench {
                     }
                     if (old != null) {
                         r = new Run(r.method(), r.workers(), r.cache(), r.seconds(), r.ceilingSeconds(), r.ratio(), r.inputGBps(), r.peakRss(),
-                                r.peakRssAnon(), r.cpuSeconds(), old.exitCode() == 0 ? r.exitCode() : old.exitCode(), r.engineSeconds(), old.seconds());
+                                r.peakRssAnon(), r.cpuSeconds(), old.exitCode() == 0 ? r.exitCode() : old.exitCode(), r.engineSeconds(), old.seconds(),
+                                Double.NaN);
                     }
+                    r = r.withNative(nativeSeconds.getOrDefault(cache, Double.NaN));
                     runs.add(r);
                     log.println(String.format(Locale.ROOT, "%-16s workers=%d %-4s merge %7.2fs  ceiling %6.2fs  ratio %.2f  (engine %.2fs, ratio %.2f)  %5.2f GB/s in  peak RSS %s (anon %s)  CPU %.1fs%s",
                             method, w, cache, r.seconds, r.ceilingSeconds, r.ratio, r.engineSeconds, r.ceilingSeconds / r.engineSeconds, r.inputGBps,
                             mb(r.peakRss), mb(r.peakRssAnon), r.cpuSeconds,
-                            (o.against() == null ? "" : String.format(Locale.ROOT, "  earlier build %.2fs: %.2fx", r.againstSeconds(), r.speedup()))
+                            (Double.isNaN(r.nativeSeconds()) ? "" : String.format(Locale.ROOT, "  native %.2fs: %.2fx (engine %.2fx)", r.nativeSeconds(),
+                                    r.timesNative(), r.engineSeconds() / r.nativeSeconds()))
+                                    + (o.against() == null ? "" : String.format(Locale.ROOT, "  earlier build %.2fs: %.2fx", r.againstSeconds(), r.speedup()))
                                     + (r.exitCode == 0 ? "" : "  FAILED exit " + r.exitCode)));
                 }
             }
         }
+        summary(runs);
         double cat = catSeconds(inputsOf(models, "linear"));
         log.println(String.format(Locale.ROOT, "cat of the two linear inputs (warm): %.2fs", cat));
         ObjectNode report = report(runs, cat);
@@ -115,6 +143,56 @@ public final class Bench {
             log.println("baseline updated: " + o.baseline());
         }
         return regressions;
+    }
+
+    /**
+     * The native yardstick's time for the bench's linear merge, warm (and cold, when the bench
+     * runs cold): none without the script.
+     */
+    private Map<String, Double> yardstick(Path models) throws IOException, InterruptedException {
+        Map<String, Double> s = new HashMap<>();
+        if (o.nativeLinear() == null) return s;
+        NativeLinear n = new NativeLinear(o.nativeLinear(), o.work(), log);
+        List<Path> inputs = inputsOf(models, "linear");
+        try {
+            warm(inputs);
+            double warm = n.warm(inputs);
+            if (Double.isNaN(warm)) return s;
+            s.put("warm", warm);
+            log.println(String.format(Locale.ROOT, "native linear (%s, 2 threads, fsync): %.2fs warm", o.nativeLinear(), warm));
+            if (o.cold()) {
+                double cold = n.cold(inputs);
+                if (!Double.isNaN(cold)) {
+                    s.put("cold", cold);
+                    log.println(String.format(Locale.ROOT, "native linear: %.2fs cold", cold));
+                }
+            }
+        } finally {
+            n.clean();
+        }
+        return s;
+    }
+
+    /** The ratios the targets are stated in: each method to linear, two workers to one. */
+    private void summary(List<Run> runs) {
+        for (Run r : runs) {
+            if (r.exitCode() != 0) continue;
+            for (Run q : runs) {
+                if (q.exitCode() != 0 || !q.method().equals(r.method()) || !q.cache().equals(r.cache()) || q.workers() != 1 || r.workers() <= 1) continue;
+                log.println(String.format(Locale.ROOT, "%s %s: %d workers %.2fx as fast as one", r.method(), r.cache(), r.workers(), q.seconds() / r.seconds()));
+            }
+            Run lin = linearOf(runs, r);
+            if (lin != null && lin != r) {
+                log.println(String.format(Locale.ROOT, "%s w%d %s: %.2fx linear's time", r.method(), r.workers(), r.cache(), r.seconds() / lin.seconds()));
+            }
+        }
+    }
+
+    private static Run linearOf(List<Run> runs, Run r) {
+        for (Run q : runs) {
+            if (q.method().equals("linear") && q.workers() == r.workers() && q.cache().equals(r.cache()) && q.exitCode() == 0) return q;
+        }
+        return null;
     }
 
     private void generate(Path models) throws IOException {
@@ -335,7 +413,7 @@ public final class Bench {
         // The closing line reads "..., 6.08s merging, 7.64s in all" (earlier builds: "written) in 7.64s into").
         Matcher m = Pattern.compile("([0-9.]+)s in all$|written\\) in ([0-9.]+)s into", Pattern.MULTILINE).matcher(Files.readString(logFile));
         while (m.find()) engine = Double.parseDouble(m.group(1) != null ? m.group(1) : m.group(2));
-        return new Run(method, workers, cache, secs, ceiling, ceiling / secs, inBytes / 1e9 / secs, hwm, anon, cpu, code, engine, Double.NaN);
+        return new Run(method, workers, cache, secs, ceiling, ceiling / secs, inBytes / 1e9 / secs, hwm, anon, cpu, code, engine, Double.NaN, Double.NaN);
     }
 
     private static long kb(String line) {
@@ -356,6 +434,7 @@ public final class Bench {
         if (o.cds()) JIT_OPTIONS.forEach(jit::add);
         r.put("cpus", Runtime.getRuntime().availableProcessors());
         r.put("cat_seconds_warm", cat);
+        if (o.nativeLinear() != null) r.put("native_linear", o.nativeLinear().toString());
         ArrayNode a = r.putArray("runs");
         for (Run x : runs) {
             ObjectNode n = a.addObject();
@@ -371,6 +450,13 @@ public final class Bench {
                 n.put("earlier_build_seconds", x.againstSeconds);
                 n.put("speedup_vs_earlier_build", x.speedup());
             }
+            if (!Double.isNaN(x.nativeSeconds)) {
+                n.put("native_seconds", x.nativeSeconds);
+                n.put("times_native", x.timesNative());
+                n.put("engine_times_native", x.engineSeconds / x.nativeSeconds);
+            }
+            Run lin = linearOf(runs, x);
+            if (lin != null && lin != x) n.put("times_linear", x.seconds / lin.seconds);
             n.put("input_gb_per_s", x.inputGBps);
             n.put("peak_rss_bytes", x.peakRss);
             n.put("peak_rss_anon_bytes", x.peakRssAnon);
@@ -386,6 +472,8 @@ public final class Bench {
         b.put("model_bytes", o.modelBytes());
         ObjectNode r = b.putObject("ratios");
         for (Run x : runs) if (x.exitCode == 0) r.put(key(x), Math.round(x.ratio * 1000) / 1000.0);
+        ObjectNode nr = b.putObject("native_ratios");
+        for (Run x : runs) if (x.exitCode == 0 && !Double.isNaN(x.nativeSeconds)) nr.put(key(x), Math.round(1000 / x.timesNative()) / 1000.0);
         return b;
     }
 
@@ -393,7 +481,7 @@ public final class Bench {
         return x.method + "/w" + x.workers + "/" + x.cache;
     }
 
-    private int compare(List<Run> runs) {
+    int compare(List<Run> runs) {
         int bad = 0;
         for (Run x : runs) {
             if (x.exitCode != 0) {
@@ -413,12 +501,19 @@ public final class Bench {
             log.println("the baseline is for " + size + "-byte models and this run's are " + o.modelBytes() + ": not compared");
             return bad;
         }
-        JsonNode b = stored.path("ratios");
+        // Native time over merge time where both this run and the baseline have the yardstick: the
+        // disk's write speed moves a native merge with fsync as it moves the engine, and a bare
+        // read+write ceiling varied far more from run to run.
+        JsonNode b = stored.path("ratios"), nb = stored.path("native_ratios");
         for (Run x : runs) {
-            JsonNode want = b.get(key(x));
+            JsonNode wantNative = nb.get(key(x));
+            boolean useNative = wantNative != null && !Double.isNaN(x.nativeSeconds);
+            JsonNode want = useNative ? wantNative : b.get(key(x));
             if (want == null) continue;
-            if (x.ratio < 0.85 * want.asDouble()) {
-                log.println(String.format(Locale.ROOT, "REGRESSION: %s ratio %.3f is more than 15%% below the baseline %.3f", key(x), x.ratio, want.asDouble()));
+            double got = useNative ? 1 / x.timesNative() : x.ratio;
+            if (got < 0.85 * want.asDouble()) {
+                log.println(String.format(Locale.ROOT, "REGRESSION: %s %s %.3f is more than 15%% below the baseline %.3f", key(x),
+                        useNative ? "native time / merge time" : "ratio", got, want.asDouble()));
                 bad++;
             }
         }

@@ -58,6 +58,12 @@ final class BenchCommand implements Callable<Integer> {
             description = "merges start as the launcher target/merge-engine starts them: from a class-data archive of the jar, with its JIT thresholds (default on)")
     boolean cds = true;
 
+    @Option(names = "--native", paramLabel = "SCRIPT", description = "the native yardstick native-linear (default: ../shared/bench/native-linear when it is there); every merge's time is also given as a multiple of its linear merge on the same files")
+    Path nativeLinear;
+
+    @Option(names = "--no-native", description = "run without the native yardstick")
+    boolean noNative;
+
     private final PrintStream out;
     private final PrintStream err;
 
@@ -88,7 +94,10 @@ final class BenchCommand implements Callable<Integer> {
         if (repeat < 1) throw MergeException.user("--repeat must be at least 1");
         List<Integer> w = workers != null ? workers : Runtime.getRuntime().availableProcessors() > 1
                 ? List.of(1, Runtime.getRuntime().availableProcessors()) : List.of(1);
-        int bad = new Bench(new Bench.Options(bytes, methods, w, cold, xmx, work, results, baseline, updateBaseline, mmap, List.of(), against, repeat, cds), out).run();
+        if (nativeLinear != null && !Files.isRegularFile(nativeLinear)) throw MergeException.user("--native " + nativeLinear + ": no such file");
+        Path yardstick = noNative ? null : nativeLinear != null ? nativeLinear.toAbsolutePath() : Bench.nativeBesideCheckout().orElse(null);
+        int bad = new Bench(new Bench.Options(bytes, methods, w, cold, xmx, work, results, baseline, updateBaseline, mmap, List.of(), against, repeat, cds,
+                yardstick), out).run();
         return bad == 0 ? 0 : 3;
     }
 }

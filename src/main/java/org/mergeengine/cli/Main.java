@@ -8,8 +8,10 @@ import java.net.UnknownHostException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CompletableFuture;
@@ -103,12 +105,13 @@ public final class Main implements Callable<Integer> {
     /** Runs the CLI and returns its exit code (tests call this instead of main). */
     public static int run(String[] args, PrintStream stdout, PrintStream stderr) {
         Main main = new Main(stdout, stderr);
-        CommandLine cl = commandLine(main, stdout, stderr);
         String first = args.length > 0 ? args[0] : "";
-        if (!first.startsWith("-") && !cl.getSubcommands().containsKey(first) && looksLikeCommand(first)) {
-            return unknownCommand(cl, first, stderr);
+        boolean command = SUBCOMMANDS.containsKey(first);
+        if (!first.startsWith("-") && !command && looksLikeCommand(first)) {
+            return unknownCommand(commandLine(main, stdout, stderr), first, stderr);
         }
-        if (!cl.getSubcommands().containsKey(first)) main.early = EarlyEngine.forArgs(List.of(args));
+        CommandLine cl = commandLine(main, stdout, stderr, needsEveryCommand(args) ? SUBCOMMANDS.keySet() : command ? Set.of(first) : Set.of());
+        if (!command) main.early = EarlyEngine.forArgs(List.of(args));
         try {
             return cl.execute(args);
         } finally {
@@ -116,18 +119,48 @@ public final class Main implements Callable<Integer> {
         }
     }
 
-    /** The command line with its subcommands: a new command is one {@code addSubcommand} line here. */
+    /** How a subcommand is made, given stdout and stderr. */
+    private interface Make {
+        Object command(PrintStream stdout, PrintStream stderr);
+    }
+
+    /** The subcommands by name, in the order help lists them: a new command is one line here. */
+    private static final Map<String, Make> SUBCOMMANDS = new LinkedHashMap<>();
+
+    static {
+        SUBCOMMANDS.put("multi", MultiCommand::new);
+        SUBCOMMANDS.put("eval", EvalCommand::new);
+        SUBCOMMANDS.put("moe", MoeCommand::new);
+        SUBCOMMANDS.put("extract-lora", (out, err) -> new ExtractLoraCommand(err));
+        SUBCOMMANDS.put("node", (out, err) -> new NodeCommand(out));
+        SUBCOMMANDS.put("cache", (out, err) -> new CacheCommand(out));
+        SUBCOMMANDS.put("bench", BenchCommand::new);
+        SUBCOMMANDS.put("warm-up", (out, err) -> new WarmUpCommand());
+        SUBCOMMANDS.put("help", (out, err) -> new HelpCommand());
+    }
+
+    /** Whether the arguments ask for help that lists the commands (or give nothing to run). */
+    private static boolean needsEveryCommand(String[] args) {
+        if (args.length == 0 || args[0].equals("help")) return true;
+        for (String a : args) if (a.equals("-h") || a.equals("--help") || a.equals("-?")) return !SUBCOMMANDS.containsKey(args[0]);
+        return false;
+    }
+
+    /** The command line with every subcommand. */
     static CommandLine commandLine(Main main, PrintStream stdout, PrintStream stderr) {
-        CommandLine cl = new CommandLine(main)
-                .addSubcommand(new MultiCommand(stdout, stderr))
-                .addSubcommand(new EvalCommand(stdout, stderr))
-                .addSubcommand(new MoeCommand(stdout, stderr))
-                .addSubcommand(new ExtractLoraCommand(stderr))
-                .addSubcommand(new NodeCommand(stdout))
-                .addSubcommand(new CacheCommand(stdout))
-                .addSubcommand(new BenchCommand(stdout, stderr))
-                .addSubcommand(new WarmUpCommand())
-                .addSubcommand(new HelpCommand());
+        return commandLine(main, stdout, stderr, SUBCOMMANDS.keySet());
+    }
+
+    /**
+     * The command line with the named subcommands only. Picocli reads every option of every
+     * command it is given by reflection when it is built, which took about a fifth of a second
+     * of each start once the commands had grown; a merge needs none of them, a command itself.
+     */
+    static CommandLine commandLine(Main main, PrintStream stdout, PrintStream stderr, Set<String> commands) {
+        CommandLine cl = new CommandLine(main);
+        for (Map.Entry<String, Make> c : SUBCOMMANDS.entrySet()) {
+            if (commands.contains(c.getKey())) cl.addSubcommand(c.getKey(), c.getValue().command(stdout, stderr));
+        }
         cl.setCaseInsensitiveEnumValuesAllowed(true);
         cl.setOut(new PrintWriter(stdout, true));
         cl.setErr(new PrintWriter(stderr, true));

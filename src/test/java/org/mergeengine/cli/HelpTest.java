@@ -53,6 +53,21 @@ class HelpTest {
     }
 
     @Test
+    void theHelpCommandAndEachCommandFindTheirCommandThoughAStartBuildsOnlyWhatItRuns() {
+        // A merge or a command builds only its own picocli model (a faster start); help still knows them all.
+        for (String cmd : List.of("moe", "eval", "multi", "extract-lora", "bench", "cache", "node")) {
+            TestSupport.Result viaHelp = TestSupport.cli("help", cmd);
+            assertEquals(0, viaHelp.exitCode(), cmd + ": " + viaHelp.stderr());
+            assertTrue(viaHelp.stdout().contains("Usage: merge-engine " + cmd), cmd + ": " + viaHelp.stdout());
+            TestSupport.Result direct = TestSupport.cli(cmd, "--help");
+            assertEquals(viaHelp.stdout(), direct.stdout(), cmd);
+        }
+        TestSupport.Result typo = TestSupport.cli("moe", "--no-such-option");
+        assertEquals(2, typo.exitCode());
+        assertTrue(typo.stderr().contains("merge-engine moe --help lists the options"), typo.stderr());
+    }
+
+    @Test
     void unknownCommandsAndMergekitToolsNotBuiltHereAreNamedAsSuch() {
         for (String[] args : new String[][] {{"tokensurgeon", "model", "donor", "out", "--k", "64"}, {"evolve", "genome.yml"}, {"mergekit-evolve"},
                 {"frobnicate"}}) {
