@@ -19,6 +19,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
 import java.util.EnumSet;
+import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
@@ -126,11 +127,13 @@ public final class OutputFolder {
         for (org.mergeengine.formats.ShardLayout.Shard s : plan.layout().shards()) {
             sb.append('\n').append(s.fileName()).append(' ').append(java.util.HexFormat.of().formatHex(s.header()));
         }
+        // Each file's identity once (its real path, size and time: syscalls), not once per tensor that reads it.
+        Map<Path, String> ids = new HashMap<>();
         for (org.mergeengine.plan.PlannedTensor t : plan.tensors()) {
             sb.append('\n').append(t.name()).append(' ').append(t.context().seed());
             for (org.mergeengine.plan.PlannedTensor.Input in : t.inputs()) {
-                sb.append(' ').append(fileIdentity(in.source().file().path())).append(':').append(in.source().info().name());
-                if (in.source().delta() != null) sb.append(":lora:").append(fileIdentity(in.source().delta().file().path()));
+                sb.append(' ').append(ids.computeIfAbsent(in.source().file().path(), OutputFolder::fileIdentity)).append(':').append(in.source().info().name());
+                if (in.source().delta() != null) sb.append(":lora:").append(ids.computeIfAbsent(in.source().delta().file().path(), OutputFolder::fileIdentity));
             }
         }
         return sha256(sb.toString());
