@@ -49,7 +49,13 @@ final class NativeLinear {
         List<String> cmd = new ArrayList<>(List.of(script.toString())); // run by its own #! line
         for (Path p : inputs) cmd.add(p.toString());
         cmd.addAll(List.of("--weights", weights(inputs.size()), "--fsync", "--runs", "3", "--out", out.toString()));
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        Process p;
+        try {
+            p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        } catch (IOException e) {
+            log.println("native-linear could not start (" + e.getMessage() + "): no native ratios; it needs Python 3 and gcc");
+            return Double.NaN;
+        }
         String text = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         int rc = p.waitFor();
         Matcher m = BEST.matcher(text);

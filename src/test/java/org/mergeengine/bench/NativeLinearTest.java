@@ -53,6 +53,16 @@ class NativeLinearTest {
         assertTrue(Double.isNaN(n.cold(List.of(dir.resolve("base")))), "no plan left behind: no cold figure either");
     }
 
+    @Test
+    void aScriptThatCannotStartGivesNoRatioAndSaysWhatItNeeds() throws Exception {
+        Path s = script("exit 0");
+        Files.writeString(s, "#!/no/such/interpreter\n");
+        ByteArrayOutputStream log = new ByteArrayOutputStream();
+        NativeLinear n = new NativeLinear(s, dir, new PrintStream(log, true, StandardCharsets.UTF_8));
+        assertTrue(Double.isNaN(n.warm(List.of(dir.resolve("base")))));
+        assertTrue(log.toString(StandardCharsets.UTF_8).contains("needs Python 3 and gcc"), log.toString(StandardCharsets.UTF_8));
+    }
+
     private static Bench.Run run(String method, int workers, double seconds, double nativeSeconds) {
         return new Bench.Run(method, workers, "warm", seconds, 4.0, 4.0 / seconds, 1, 1, 1, 1, 0, seconds - 0.3, Double.NaN, nativeSeconds);
     }
