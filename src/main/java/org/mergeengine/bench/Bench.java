@@ -38,13 +38,7 @@ import org.mergeengine.tools.SyntheticModel;
 public final class Bench {
     public record Options(long modelBytes, List<String> methods, List<Integer> workers, boolean cold, String xmx, Path work, Path results,
                           Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs, Path against, int repeat,
-                          boolean cds, Path nativeLinear) {
-        /** Without the native yardstick (as before it existed). */
-        public Options(long modelBytes, List<String> methods, List<Integer> workers, boolean cold, String xmx, Path work, Path results,
-                       Path baseline, boolean updateBaseline, boolean mmap, List<String> extraArgs, Path against, int repeat, boolean cds) {
-            this(modelBytes, methods, workers, cold, xmx, work, results, baseline, updateBaseline, mmap, extraArgs, against, repeat, cds, null);
-        }
-    }
+                          boolean cds, Path nativeLinear) {}
 
     /** One merge; {@code engineSeconds} is the time the merge itself reports (plan to finished folder), without JVM and actor-system start. */
     public record Run(String method, int workers, String cache, double seconds, double ceilingSeconds, double ratio, double inputGBps,

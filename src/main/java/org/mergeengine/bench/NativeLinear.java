@@ -10,6 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Optional;
@@ -120,6 +121,6 @@ final class NativeLinear {
 
     /** Equal weights, as the bench's linear config has them (0.5 each for two models). */
     private static String weights(int n) {
-        return String.join(",", java.util.Collections.nCopies(n, "0.5"));
+        return String.join(",", Collections.nCopies(n, "0.5"));
     }
 }

@@ -197,7 +197,7 @@ final class InputReader {
                 file.readInto(info, byteOffset + (long) done * es, b);
                 b.flip();
             }
-            finite &= Convert.decode(info.dtype(), b, dst, dstOff + done, n);
+            finite &= Convert.decodeFinite(info.dtype(), b, dst, dstOff + done, n);
             done += n;
         }
         return finite;

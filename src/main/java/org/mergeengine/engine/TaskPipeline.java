@@ -284,7 +284,7 @@ final class TaskPipeline {
             ByteBuffer b = raw.bytes()[i];
             b.position(s * dt.size());
             // Non-finite inputs are counted here, where the bytes are decoded anyway, not in a scan of their own.
-            boolean finite = splitTile ? Convert.decodeBf16Split(b, t.in[i], len) : Convert.decode(dt, b, t.in[i], 0, len);
+            boolean finite = splitTile ? Convert.decodeBf16Split(b, t.in[i], len) : Convert.decodeFinite(dt, b, t.in[i], 0, len);
             if (!finite) {
                 NonFinite.seen(in, raw.start() + s, len, t.in[i]);
             }

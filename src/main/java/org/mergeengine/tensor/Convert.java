@@ -227,11 +227,21 @@ public final class Convert {
     /**
      * Decodes {@code count} elements of {@code type} starting at the buffer's position into
      * {@code out[outOff..]}. The buffer must be little-endian; its position is not moved.
-     *
-     * @return true when the values are known to be finite (bf16 and f16 say so from their bits on
-     *     the way; other types return false, for the caller to look at the floats if it needs to)
      */
-    public static boolean decode(DType type, ByteBuffer src, float[] out, int outOff, int count) {
+    public static void decode(DType type, ByteBuffer src, float[] out, int outOff, int count) {
+        decode(type, src, out, outOff, count, false);
+    }
+
+    /**
+     * As {@link #decode}, and says whether the values are known to be finite: bf16 and f16 tell it
+     * from their bits, one OR over the values in cache; other types return false, for the caller to
+     * look at the floats. Only readers that count NaN/Inf inputs pay for the check.
+     */
+    public static boolean decodeFinite(DType type, ByteBuffer src, float[] out, int outOff, int count) {
+        return decode(type, src, out, outOff, count, true);
+    }
+
+    private static boolean decode(DType type, ByteBuffer src, float[] out, int outOff, int count, boolean check) {
         ByteBuffer b = src.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         int p = b.position();
         switch (type) {
@@ -243,13 +253,13 @@ public final class Convert {
                 short[] tmp = shorts(count);
                 b.asShortBuffer().get(tmp, 0, count);
                 for (int i = 0; i < count; i++) out[outOff + i] = Float.intBitsToFloat(tmp[i] << 16);
-                return allFinite(tmp, count, 0x7f80);
+                return check && allFinite(tmp, count, 0x7f80);
             }
             case F16: {
                 short[] tmp = shorts(count);
                 b.asShortBuffer().get(tmp, 0, count);
                 for (int i = 0; i < count; i++) out[outOff + i] = f16ToFloat(tmp[i]);
-                return allFinite(tmp, count, 0x7c00);
+                return check && allFinite(tmp, count, 0x7c00);
             }
             case F64:
                 for (int i = 0; i < count; i++) out[outOff + i] = (float) b.getDouble(p + 8 * i);

@@ -69,17 +69,17 @@ class ConvertTest {
             ByteBuffer b = ByteBuffer.allocate(2 * n).order(ByteOrder.LITTLE_ENDIAN);
             for (int i = 0; i < n; i++) b.putShort(2 * i, i % 3 == 0 ? largest : negative);
             float[] out = new float[n];
-            assertTrue(Convert.decode(dt, b, out, 0, n), dt + ": finite values");
+            assertTrue(Convert.decodeFinite(dt, b, out, 0, n), dt + ": finite values");
             for (short bad : new short[] {inf, nan, (short) (inf | 0x8000)}) {
                 for (int at : new int[] {0, 517, n - 1}) {
                     ByteBuffer c = ByteBuffer.allocate(2 * n).order(ByteOrder.LITTLE_ENDIAN).put(b.duplicate().clear());
                     c.putShort(2 * at, bad);
-                    org.junit.jupiter.api.Assertions.assertFalse(Convert.decode(dt, c.clear(), out, 0, n), dt + " " + Integer.toHexString(bad & 0xffff) + " at " + at);
+                    org.junit.jupiter.api.Assertions.assertFalse(Convert.decodeFinite(dt, c.clear(), out, 0, n), dt + " " + Integer.toHexString(bad & 0xffff) + " at " + at);
                     assertTrue(!Float.isFinite(out[at]), "and it decodes as non-finite");
                 }
             }
         }
-        assertTrue(!Convert.decode(DType.F32, ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN), new float[4], 0, 4),
+        assertTrue(!Convert.decodeFinite(DType.F32, ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN), new float[4], 0, 4),
                 "other types leave the question to the caller");
     }
 
