@@ -48,17 +48,27 @@ public record Sizing(int chunkElements, long retainBytes) {
     }
 
     /**
+     * Chunks a part holds at least. A task costs about 2.5 ms of CPU before its first chunk (its
+     * stream, its messages, its journal line); parts of two chunks made a 1.5 GB linear merge
+     * three hundred tasks instead of 135, and 2 workers took 4.45 s against 4.20 s (0.5 s more CPU).
+     */
+    static final int MIN_PART_CHUNKS = 8;
+
+    /**
      * Parts a tensor is split into so that several lanes share it: only kernels without statistics
-     * over the whole tensor, of large tensors, and only with more than one lane. Part boundaries
+     * over the whole tensor, only with more than one lane, and only tensors of two parts of
+     * {@value #MIN_PART_CHUNKS} chunks or more (about two parts per lane at most). Part boundaries
      * fall on chunk boundaries, so the bytes are those of an unsplit run.
      */
     public List<long[]> parts(PlannedTensor t, int lanes) {
         KernelTraits k = traits(t);
         long n = t.numel();
         long chunk = chunkLength(t, k);
-        if (lanes < 2 || !k.splittable() || n < 4L * chunk) return List.of(new long[] {0, n});
+        if (lanes < 2 || !k.splittable() || n == 0) return List.of(new long[] {0, n});
         long chunks = (n + chunk - 1) / chunk;
-        long per = Math.max(2, (chunks + 2L * lanes - 1) / (2L * lanes)) * chunk; // about two parts per lane
+        long count = Math.min(2L * lanes, chunks / MIN_PART_CHUNKS);
+        if (count < 2) return List.of(new long[] {0, n});
+        long per = (chunks + count - 1) / count * chunk;
         List<long[]> out = new ArrayList<>();
         for (long s = 0; s < n; s += per) out.add(new long[] {s, Math.min(n, s + per)});
         return out;

@@ -58,11 +58,24 @@ class SizingTest {
     }
 
     @Test
+    void partsHoldAtLeastEightChunksAndLanesGetAboutTwoEach() {
+        Sizing sizing = new Sizing(1000, 0);
+        // 150 x 100 = 15 chunks: two parts would hold fewer than eight chunks each.
+        assertEquals(1, sizing.parts(tensor(KernelTraits.perElement(), 150, 100, 2), 4).size());
+        List<long[]> two = sizing.parts(tensor(KernelTraits.perElement(), 160, 100, 2), 4); // 16 chunks
+        assertEquals(2, two.size());
+        assertEquals(8_000, two.get(0)[1]);
+        List<long[]> many = sizing.parts(tensor(KernelTraits.perElement(), 1000, 1000, 2), 2); // 1,000 chunks, 2 lanes
+        assertEquals(4, many.size(), "two parts per lane");
+        for (long[] p : many) assertTrue(p[1] - p[0] >= 8 * 1000L);
+    }
+
+    @Test
     void tensorsWithStatisticsOverTheWholeTensorAreNotSplit() {
         Sizing sizing = new Sizing(1000, 0);
         assertEquals(1, sizing.parts(tensor(KernelTraits.streamed().withPasses(1), 100, 170, 2), 4).size());
         assertEquals(1, sizing.parts(tensor(new KernelTraits(true, 1, 0, false, false), 100, 170, 2), 4).size());
-        assertEquals(1, sizing.parts(tensor(KernelTraits.perElement(), 10, 170, 2), 4).size(), "fewer than four chunks stay whole");
+        assertEquals(1, sizing.parts(tensor(KernelTraits.perElement(), 10, 170, 2), 4).size(), "fewer than two parts of eight chunks stay whole");
     }
 
     @Test
