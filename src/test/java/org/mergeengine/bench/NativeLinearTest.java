@@ -95,6 +95,19 @@ class NativeLinearTest {
     }
 
     @Test
+    void anUpdatedBaselineKeepsTheStoredCeilingRatiosWhenTheRunHasTheYardstick() throws Exception {
+        Path b = Files.writeString(dir.resolve("stored.json"),
+                "{\"model_bytes\": 1000, \"ratios\": {\"linear/w2/warm\": 0.25}, \"native_ratios\": {\"linear/w2/warm\": 0.4}}");
+        Bench bench = new Bench(new Bench.Options(1000, List.of("linear"), List.of(2), false, "1g", dir, dir, b, true, false, List.of(), null, 1, true,
+                dir.resolve("native-linear")), new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8));
+        var withNative = bench.baseline(List.of(run("linear", 2, 8.0, 3.0)));
+        assertEquals(0.25, withNative.path("ratios").path("linear/w2/warm").asDouble(), 1e-12, "one day's ceiling does not replace the stored ratio");
+        assertEquals(0.375, withNative.path("native_ratios").path("linear/w2/warm").asDouble(), 1e-12);
+        var without = bench.baseline(List.of(run("linear", 2, 8.0, Double.NaN)));
+        assertEquals(0.5, without.path("ratios").path("linear/w2/warm").asDouble(), 1e-12, "without the yardstick the ceiling ratio is all there is");
+    }
+
+    @Test
     void timesAreGivenAsMultiplesOfNativeCode() {
         Bench.Run r = run("ties", 2, 6.0, 2.0);
         assertEquals(3.0, r.timesNative(), 1e-12);
