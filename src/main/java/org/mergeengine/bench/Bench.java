@@ -473,16 +473,17 @@ public final class Bench {
         ObjectNode b = Json.MAPPER.createObjectNode();
         boolean withNative = runs.stream().anyMatch(x -> !Double.isNaN(x.nativeSeconds));
         JsonNode stored = Files.isRegularFile(o.baseline()) ? Json.MAPPER.readTree(o.baseline().toFile()) : null;
-        if (withNative && stored != null && stored.path("ratios").isObject() && stored.path("model_bytes").asLong(0) == o.modelBytes()) {
-            // Runs with the yardstick are compared by native_ratios; the ceiling ratios, for runs
-            // without it, stay as stored: one day's ceiling (its write half 0.2 to 3.3 s) would set them
-            // where a later run on a quicker day fails.
-            b.put("note", "ratio = ceiling time / merge time (kept from an earlier run: the ceiling's write half varies too much between runs to restate it); native_ratios = native-linear's time / merge time, from a run with the native yardstick; benchmarks/run compares native_ratios where it has the yardstick, else ratios, and fails a run more than 15% below its entry");
-            b.put("model_bytes", o.modelBytes());
+        // Runs with the yardstick are compared by native_ratios; the ceiling ratios, for runs without
+        // it, stay as stored: one day's ceiling (its write half 0.2 to 3.3 s) would set them where a
+        // later run on a quicker day fails.
+        boolean keepRatios = withNative && stored != null && stored.path("ratios").isObject() && stored.path("model_bytes").asLong(0) == o.modelBytes();
+        b.put("note", keepRatios
+                ? "ratio = ceiling time / merge time (kept from an earlier run: the ceiling's write half varies too much between runs to restate it); native_ratios = native-linear's time / merge time, from a run with the native yardstick; benchmarks/run compares native_ratios where it has the yardstick, else ratios, and fails a run more than 15% below its entry"
+                : "ratio = ceiling time / merge time, from benchmarks/run; a run more than 15% below its entry fails");
+        b.put("model_bytes", o.modelBytes());
+        if (keepRatios) {
             b.set("ratios", stored.get("ratios"));
         } else {
-            b.put("note", "ratio = ceiling time / merge time, from benchmarks/run; a run more than 15% below its entry fails");
-            b.put("model_bytes", o.modelBytes());
             ObjectNode r = b.putObject("ratios");
             for (Run x : runs) if (x.exitCode == 0) r.put(key(x), Math.round(x.ratio * 1000) / 1000.0);
         }

@@ -116,7 +116,7 @@ public final class SafetensorsWriter implements AutoCloseable {
      * shard, so that the disk writes while the merge computes instead of all at the end. Small
      * steps keep the disk busy without a pause: every 256 MB, writes waited behind each long flush
      * and the last one was left to the end (a 1.5 GB merge: 4.63 s against 4.22 s every 16 MB;
-     * 32 MB 4.47 s; never, 6.8 s, most of it the final sync).
+     * 32 MB 4.47 s; never, 7.0 to 7.4 s, most of it the final sync).
      */
     public void flushInBackground(Executor executor) {
         this.flusher = executor;
