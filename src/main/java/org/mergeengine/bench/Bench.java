@@ -327,15 +327,19 @@ public final class Bench {
     /**
      * JVM options that start {@code jar} as the launcher (target/merge-engine) does: its JIT
      * thresholds and a class-data archive of the jar. Each jar gets its own archive, made by a small
-     * linear merge under -XX:ArchiveClassesAtExit, so an earlier build is measured the same way as this one.
+     * linear merge (under -XX:ArchiveClassesAtExit, or recorded for an ahead-of-time cache on Java 25), so an earlier build is measured the same way as this one.
      */
     private List<String> launcherOptions(String jar) {
         if (!o.cds()) return List.of();
         List<String> opts = new ArrayList<>(JIT_OPTIONS);
-        archives.computeIfAbsent(jar, this::archive)
-                .ifPresent(p -> opts.addAll(List.of("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:SharedArchiveFile=" + p)));
+        archives.computeIfAbsent(jar, this::archive).ifPresent(p -> opts.addAll(AOT
+                ? List.of("-Xlog:aot=off", "-Xlog:cds=off", "-XX:AOTMode=auto", "-XX:AOTCache=" + p)
+                : List.of("-Xshare:auto", "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:SharedArchiveFile=" + p)));
         return opts;
     }
+
+    /** As the launcher: on Java 25 and later the archive is an ahead-of-time cache (classes linked, method profiles kept). */
+    private static final boolean AOT = Runtime.version().feature() >= 25;
 
     /**
      * The compiler thresholds the launcher sets (src/main/sh/merge-engine says why); measured with
@@ -350,13 +354,29 @@ public final class Bench {
             if (!Files.exists(tiny.resolve("ft1/config.json"))) ExampleModels.write(tiny);
             Path cfg = Files.writeString(tiny.resolve("linear.yaml"), "merge_method: linear\nmodels:\n  - model: " + tiny.resolve("base")
                     + "\n    parameters: {weight: 0.5}\n  - model: " + tiny.resolve("ft1") + "\n    parameters: {weight: 0.5}\n");
-            Path archive = o.work().resolve("cds-" + archives.size() + ".jsa").toAbsolutePath();
+            Path archive = o.work().resolve("cds-" + archives.size() + (AOT ? ".aot" : ".jsa")).toAbsolutePath();
+            Path recorded = Path.of(archive + ".config");
             Files.deleteIfExists(archive);
             Path out = tiny.resolve("out");
             deleteTree(out);
             String java = ProcessHandle.current().info().command().orElse("java");
-            int rc = new ProcessBuilder(java, "-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:ArchiveClassesAtExit=" + archive, "-jar", jar,
-                    cfg.toString(), out.toString(), "--quiet").redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
+            List<String> cmd = new ArrayList<>(List.of(java));
+            if (AOT) {
+                cmd.addAll(JIT_OPTIONS);
+                cmd.addAll(List.of("-Xlog:aot=off", "-Xlog:cds=off", "-XX:AOTMode=record", "-XX:AOTConfiguration=" + recorded));
+            } else {
+                cmd.addAll(List.of("-Xlog:cds=off", "-Xlog:cds+dynamic=off", "-XX:ArchiveClassesAtExit=" + archive));
+            }
+            cmd.addAll(List.of("-jar", jar, cfg.toString(), out.toString(), "--quiet"));
+            int rc = quietly(cmd);
+            if (AOT && rc == 0) {
+                List<String> create = new ArrayList<>(List.of(java));
+                create.addAll(JIT_OPTIONS);
+                create.addAll(List.of("-Xlog:aot=off", "-Xlog:cds=off", "-XX:AOTMode=create", "-XX:AOTConfiguration=" + recorded,
+                        "-XX:AOTCache=" + archive, "-jar", jar));
+                rc = quietly(create);
+            }
+            Files.deleteIfExists(recorded);
             deleteTree(out);
             if (rc != 0 || !Files.exists(archive)) {
                 log.println("no class-data archive for " + jar + " (exit " + rc + "): its merges run without one");
@@ -369,6 +389,10 @@ public final class Bench {
             Thread.currentThread().interrupt();
             return Optional.empty();
         }
+    }
+
+    private static int quietly(List<String> cmd) throws IOException, InterruptedException {
+        return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
     }
 
     private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes, String jar) throws Exception {

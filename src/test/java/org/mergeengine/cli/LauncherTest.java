@@ -17,6 +17,7 @@ import java.util.jar.JarEntry;
 import java.util.jar.JarOutputStream;
 import java.util.jar.Manifest;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -83,7 +84,7 @@ class LauncherTest {
     static long archives(Path cds) throws IOException {
         if (!Files.isDirectory(cds)) return 0;
         try (Stream<Path> s = Files.list(cds)) {
-            return s.filter(f -> f.toString().endsWith(".jsa")).count();
+            return s.filter(f -> f.toString().endsWith(".jsa") || f.toString().endsWith(".aot")).count();
         }
     }
 
@@ -108,6 +109,52 @@ class LauncherTest {
         assertEquals(1, warmUps(work), "the archive is made once");
         String classes = Files.readString(work.resolve("classes.txt"));
         assertTrue(classes.contains(Stand.class.getName() + " source: shared objects file"), "the stand-in's class comes from the archive");
+    }
+
+    /**
+     * On Java 25 and later the launcher keeps an ahead-of-time cache instead (made in two steps,
+     * so that a folder with a space in its name works): checked when such a JDK is installed beside
+     * the one running the tests (Debian's /usr/lib/jvm, or MERGE_ENGINE_TEST_JAVA25).
+     */
+    @Test
+    void onJava25TheArchiveIsAnAheadOfTimeCache() throws Exception {
+        Path java25 = java25();
+        Assumptions.assumeTrue(java25 != null, "no JDK 25 or later installed");
+        Path work = dir.resolve("w7"), cds = dir.resolve("cds seven");
+        Map<String, String> env = Map.of("JAVA", java25.toString(), "MERGE_ENGINE_CDS_DIR", cds.toString());
+        Run first = launch(work, env, "0", "a");
+        assertEquals(0, first.exit(), first.stderr());
+        assertEquals("0|a", first.stdout());
+        assertEquals("", first.stderr());
+        try (Stream<Path> s = Files.list(cds)) {
+            assertEquals(List.of(".aot"), s.map(f -> f.getFileName().toString().replaceAll("^[0-9]+", "")).toList(),
+                    "one cache, and no temporary files left");
+        }
+        Map<String, String> logged = new java.util.HashMap<>(env);
+        logged.put("JAVA_OPTS", "-Xlog:class+load:file=classes.txt");
+        Run second = launch(work, logged, "0");
+        assertEquals(0, second.exit(), second.stderr());
+        assertEquals("", second.stderr());
+        assertEquals(1, warmUps(work), "the warm-up ran once, for the recording");
+        assertTrue(Files.readString(work.resolve("classes.txt")).contains(Stand.class.getName() + " source: shared objects file"),
+                "the stand-in's class comes from the cache");
+    }
+
+    /** A JDK of release 25 or later: MERGE_ENGINE_TEST_JAVA25, else the newest under /usr/lib/jvm; null if none. */
+    static Path java25() throws IOException {
+        String set = System.getenv("MERGE_ENGINE_TEST_JAVA25");
+        if (set != null && !set.isEmpty()) return Path.of(set);
+        Path jvms = Path.of("/usr/lib/jvm");
+        if (!Files.isDirectory(jvms)) return null;
+        try (Stream<Path> s = Files.list(jvms)) {
+            for (Path home : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                Path release = home.resolve("release"), bin = home.resolve("bin/java");
+                if (!Files.isRegularFile(release) || !Files.isExecutable(bin)) continue;
+                var m = java.util.regex.Pattern.compile("(?m)^JAVA_VERSION=\"(\\d+)").matcher(Files.readString(release));
+                if (m.find() && Integer.parseInt(m.group(1)) >= 25) return bin;
+            }
+        }
+        return null;
     }
 
     @Test
