@@ -12,6 +12,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.BootstrapSetup;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -31,7 +32,7 @@ public final class MergeEngine implements AutoCloseable {
     private volatile SharedBudget budget;
 
     public MergeEngine() {
-        this(ActorSystem.create(Behaviors.empty(), "merge-engine", loadConfig()), true);
+        this(ActorSystem.create(Behaviors.empty(), "merge-engine", localSetup()), true);
     }
 
     public MergeEngine(ActorSystem<Void> system) {
@@ -51,7 +52,15 @@ public final class MergeEngine implements AutoCloseable {
      * serialize still gets the extension, created at its first use.
      */
     static Config loadConfig() {
-        Config c = ConfigFactory.load();
+        return withoutSerialization(ConfigFactory.load(LocalReferenceLoader.get()));
+    }
+
+    /** {@link #loadConfig()} with the class loader the actor system must read its reference settings through. */
+    static BootstrapSetup localSetup() {
+        return BootstrapSetup.create(loadConfig()).withClassloader(LocalReferenceLoader.get());
+    }
+
+    static Config withoutSerialization(Config c) {
         String path = "pekko.library-extensions";
         List<String> ext = new ArrayList<>(c.getStringList(path));
         ext.removeIf("org.apache.pekko.serialization.SerializationExtension$"::equals); // every copy: a merged config can list it twice
