@@ -9,6 +9,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -51,8 +52,9 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
     static final String DEADLINE_BASE = "merge-engine.cluster.task-deadline.base";
     static final String DEADLINE_PER_GIB = "merge-engine.cluster.task-deadline.per-gib";
 
+    /** {@code nodeClosing}: this node is being closed (its own lanes stop first, and that is no reason to give up the merge). */
     record Job(String jobId, Protocol.JobSpec spec, StagedOutput staged, MergeOptions opts, Executor io,
-               Consumer<Progress> progress, CompletableFuture<Progress> result) {}
+               Consumer<Progress> progress, CompletableFuture<Progress> result, BooleanSupplier nodeClosing) {}
 
     private final Job job;
     private final WorkState<ActorRef<ToWorker>> state;
@@ -151,8 +153,7 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
                     if (!job.result().isDone()) {
                         // The node is shutting down mid-merge: keep what is verified for a resubmission to resume.
                         if (!ending) job.staged().close();
-                        job.result().completeExceptionally(MergeException.user("the coordinating node stopped before the merge was done; "
-                                + "submit it again (on any node) to resume from the " + job.staged().tempDir().getFileName() + " folder"));
+                        job.result().completeExceptionally(coordinatorStopped());
                     }
                     return this;
                 })
@@ -237,9 +238,19 @@ final class ClusterMerge extends AbstractBehavior<ToCoordinator> {
         }
     }
 
+    private MergeException coordinatorStopped() {
+        return MergeException.user("the coordinating node stopped before the merge was done; "
+                + "submit it again (on any node) to resume from the " + job.staged().tempDir().getFileName() + " folder");
+    }
+
     /** Fails when nobody is left who could run the rest (a node that joins later is not waited for). */
     private void checkStarved() {
         if (ending || !ready.isEmpty() || !offered.isEmpty() || state.queueEmpty()) return;
+        if (job.nodeClosing().getAsBoolean()) {
+            // The lanes left because this node is closing: the merge can be resumed, not "run by no one".
+            fail(coordinatorStopped());
+            return;
+        }
         StringBuilder why = new StringBuilder();
         declined.forEach((lane, reason) -> why.append("\n  ").append(lane).append(": ").append(reason));
         fail(MergeException.user("no worker in the cluster can run this merge:" + why));

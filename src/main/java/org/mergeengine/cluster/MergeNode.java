@@ -346,7 +346,7 @@ public final class MergeNode implements AutoCloseable, HttpFrontend.Backend {
             MergeOptions opts = new MergeOptions(Math.max(1, settings.lanes().size()), settings.maxMemoryBytes(), r.chunkElements(),
                     r.copyTokenizer(), r.writeModelCard(), null);
             CompletableFuture<org.mergeengine.engine.Progress> result = new CompletableFuture<>();
-            system.systemActorOf(ClusterMerge.create(new ClusterMerge.Job(s.id() + "@" + name, spec, staged, opts, service.engine().io(), s::progress, result)),
+            system.systemActorOf(ClusterMerge.create(new ClusterMerge.Job(s.id() + "@" + name, spec, staged, opts, service.engine().io(), s::progress, result, closed::get)),
                     "cluster-merge-" + s.id(), Props.empty());
             return result.whenComplete((p, e) -> planned.close());
         });
