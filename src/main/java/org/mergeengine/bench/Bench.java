@@ -391,8 +391,18 @@ public final class Bench {
         }
     }
 
+    /**
+     * A child JVM that runs the merge itself: a plain {@code java -jar} start would otherwise hand
+     * over to the launcher script (cli.Launch), and the bench must time and sample the JVM it
+     * starts, with the archive it chose or (--no-cds) none.
+     */
+    static ProcessBuilder direct(ProcessBuilder pb) {
+        pb.environment().put("MERGE_ENGINE_LAUNCHED", "1"); // the variable the launcher script sets for its JVMs
+        return pb;
+    }
+
     private static int quietly(List<String> cmd) throws IOException, InterruptedException {
-        return new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
+        return direct(new ProcessBuilder(cmd)).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start().waitFor();
     }
 
     private Run merge(Path cfg, String method, int workers, String cache, double ceiling, long inBytes, String jar) throws Exception {
@@ -407,7 +417,7 @@ public final class Bench {
         cmd.addAll(o.extraArgs());
         long t0 = System.nanoTime();
         Path logFile = o.work().resolve("merge-" + method + ".log");
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(logFile.toFile()).start();
+        Process p = direct(new ProcessBuilder(cmd)).redirectErrorStream(true).redirectOutput(logFile.toFile()).start();
         long hwm = 0, anon = 0;
         double cpu = 0;
         Path status = Path.of("/proc", Long.toString(p.pid()), "status"), stat = Path.of("/proc", Long.toString(p.pid()), "stat");
