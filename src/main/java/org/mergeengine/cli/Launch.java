@@ -19,9 +19,10 @@ import java.util.concurrent.TimeUnit;
  * plain {@code java -jar} start maps the same class-data archive as {@code target/merge-engine}:
  * the example merge took 1.5 to 1.8 s that way against 0.7 to 0.9 s through the launcher, and the
  * hand-over costs about 0.05 s (this class, a shell, and the JVM that stays to wait). Anything
- * unusual about the start runs the engine in this JVM instead, as before: an agent or an archive
- * option among the JVM's options, options in {@code JDK_JAVA_OPTIONS} or {@code JAVA_TOOL_OPTIONS}
- * (the launcher's warm-up would get them too), no {@code /bin/sh}, or {@code MERGE_ENGINE_CDS=0}.
+ * unusual about the start runs the engine in this JVM instead, as before: a JVM option outside the
+ * short list of {@link #handedOver}, options in {@code JDK_JAVA_OPTIONS}, {@code JAVA_TOOL_OPTIONS}
+ * or {@code _JAVA_OPTIONS} (the launcher's warm-up would get them too), no {@code /bin/sh}, or
+ * {@code MERGE_ENGINE_CDS=0}.
  * Kept free of lambdas and of the engine's classes: every microsecond here is added to the start.
  */
 public final class Launch {
@@ -32,7 +33,8 @@ public final class Launch {
     private Launch() {}
 
     public static void main(String[] args) {
-        HandOver h = handOver(System.getenv(), ProcessHandle.current().info(), jarPath(), args);
+        // The launcher's own JVMs (every launcher start) skip the command-line and jar lookups.
+        HandOver h = mayHandOver(System.getenv()) ? handOver(System.getenv(), ProcessHandle.current().info(), jarPath(), args) : null;
         if (h != null) {
             Integer rc = run(h);
             if (rc != null) System.exit(rc);
@@ -49,8 +51,7 @@ public final class Launch {
      * replaced), or null when this JVM should run the engine itself.
      */
     static HandOver handOver(Map<String, String> env, ProcessHandle.Info self, Path jar, String[] args) {
-        if ("0".equals(env.get("MERGE_ENGINE_CDS")) || env.containsKey(LAUNCHED)) return null;
-        if (!blank(env.get("JDK_JAVA_OPTIONS")) || !blank(env.get("JAVA_TOOL_OPTIONS"))) return null;
+        if (!mayHandOver(env)) return null;
         if (jar == null || !new File("/bin/sh").canExecute()) return null;
         Optional<String> java = self.command();
         Optional<String[]> argv = self.arguments();
@@ -69,8 +70,17 @@ public final class Launch {
     }
 
     /**
+     * Not when the launcher started this JVM, when archives are turned off, or when the environment
+     * adds options to every JVM (the launcher's warm-up and the waiting JVM would get them too).
+     */
+    static boolean mayHandOver(Map<String, String> env) {
+        if ("0".equals(env.get("MERGE_ENGINE_CDS")) || env.containsKey(LAUNCHED)) return false;
+        return blank(env.get("JDK_JAVA_OPTIONS")) && blank(env.get("JAVA_TOOL_OPTIONS")) && blank(env.get("_JAVA_OPTIONS"));
+    }
+
+    /**
      * The JVM options before {@code -jar JAR}, when the process was started as {@code java [options]
-     * -jar JAR} with this jar and with none of the options the hand-over must leave alone; else null.
+     * -jar JAR} with this jar and with only options that are {@linkplain #handedOver handed over}; else null.
      */
     static List<String> jvmOptions(String[] argv, Path jar) {
         List<String> opts = new ArrayList<>();
@@ -80,26 +90,43 @@ public final class Launch {
                 if (i + 1 >= argv.length || !sameFile(Path.of(argv[i + 1]), jar)) return null;
                 return opts;
             }
-            if (!a.startsWith("-") || a.indexOf(' ') >= 0 || a.indexOf('\t') >= 0 || a.indexOf('\n') >= 0) return null;
-            // Options that take their value as the next word (-cp X) never come with -jar; any would be read as the class.
-            if (a.equals("-cp") || a.equals("-classpath") || a.equals("--class-path") || a.equals("-m") || a.equals("--module")) return null;
-            if (leftAlone(a)) return null;
+            if (!handedOver(a)) return null;
             opts.add(a);
         }
         return null;
     }
 
-    private static final String[] LEFT_ALONE = {
-        "-agentlib:", "-agentpath:", "-javaagent:", "-Xdebug", "-Xrunjdwp", "-Xshare:", "-XX:SharedArchiveFile",
-        "-XX:ArchiveClassesAtExit", "-XX:+AutoCreateSharedArchive", "-XX:AOT", "-XX:SharedClassListFile",
-        "-XX:DumpLoadedClassList", "-XX:+RecordDynamicDumpInfo", "-XX:Flags=", "-XX:VMOptionsFile=", "@",
-    };
-
-    /** A debugger or agent would also attach to the launcher's warm-up; an archive option is the user's own choice. */
-    private static boolean leftAlone(String option) {
-        for (String p : LEFT_ALONE) if (option.startsWith(p)) return true;
+    /**
+     * Options known to mean the same in the JVM that waits and in the engine's, and to cost the
+     * waiting one nothing: heap and stack sizes, the collector and its sizing, properties, module
+     * access, assertions. Anything else (an agent, a debugger, JMX or flight recording, a log file,
+     * pre-touched memory, an archive option) keeps the run in this one JVM, as before. Words are
+     * joined into JAVA_OPTS and split again by the script: no blanks, quotes or glob characters.
+     */
+    static boolean handedOver(String option) {
+        for (int i = 0; i < option.length(); i++) {
+            char c = option.charAt(i);
+            if (Character.isWhitespace(c) || c == '*' || c == '?' || c == '[' || c == '\\' || c == '\'' || c == '"') return false;
+        }
+        for (String p : NOT_HANDED_OVER) if (option.startsWith(p)) return false;
+        for (String p : HANDED_OVER) if (option.startsWith(p)) return true;
         return false;
     }
+
+    private static final String[] HANDED_OVER = {
+        "-Xmx", "-Xms", "-Xss", "-Xmn", "-D", "-ea", "-da", "-esa", "-dsa", "-enableassertions", "-disableassertions",
+        "--add-opens=", "--add-exports=", "--add-reads=", "--add-modules=", "--enable-preview", "--enable-native-access=",
+        "--sun-misc-unsafe-memory-access=", "--illegal-native-access=",
+        "-XX:+Use", "-XX:-Use", "-XX:MaxRAM", "-XX:InitialRAM", "-XX:MinRAM", "-XX:MaxHeapSize=", "-XX:InitialHeapSize=",
+        "-XX:MaxDirectMemorySize=", "-XX:MaxMetaspaceSize=", "-XX:ActiveProcessorCount=", "-XX:ParallelGCThreads=",
+        "-XX:ConcGCThreads=", "-XX:MaxGCPauseMillis=", "-XX:+UnlockExperimentalVMOptions",
+    };
+
+    /** Within the prefixes above: what the JVM that waits must not do too, and archive choices that are the user's. */
+    private static final String[] NOT_HANDED_OVER = {
+        "-Dcom.sun.management.", "-Djava.security.manager", "-Djdk.attach", "-XX:+UseSharedSpaces", "-XX:-UseSharedSpaces",
+        "-XX:+UseLargePages", "-XX:+UseTransparentHugePages",
+    };
 
     private static boolean sameFile(Path a, Path b) {
         try {
@@ -170,11 +197,22 @@ public final class Launch {
         @Override
         public void run() {
             if (!p.isAlive()) return;
+            // The script's own children too: a first run's warm-up JVM is the shell's child, not
+            // replaced by it, and would otherwise go on alone.
+            Object[] below = p.descendants().toArray();
             p.destroy();
+            for (Object d : below) ((ProcessHandle) d).destroy();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
             try {
                 p.waitFor(60, TimeUnit.SECONDS);
+                for (Object d : below) {
+                    long left = deadline - System.nanoTime();
+                    if (left > 0) ((ProcessHandle) d).onExit().get(left, TimeUnit.NANOSECONDS);
+                }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
+            } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+                // stopping; nothing more to wait for
             }
         }
     }

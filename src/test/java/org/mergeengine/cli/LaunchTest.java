@@ -46,8 +46,15 @@ class LaunchTest {
             package org.mergeengine.cli;
             public final class Main {
                 public static void main(String[] args) throws Exception {
-                    if (args.length == 1 && args[0].equals("warm-up")) return;
                     java.nio.file.Path here = java.nio.file.Path.of(System.getProperty("user.dir"));
+                    if (args.length == 1 && args[0].equals("warm-up")) {
+                        if (java.nio.file.Files.exists(here.resolve("slow-warm-up"))) {
+                            java.nio.file.Files.writeString(here.resolve("warming.tmp"), Long.toString(ProcessHandle.current().pid()));
+                            java.nio.file.Files.move(here.resolve("warming.tmp"), here.resolve("warming"));
+                            Thread.sleep(60_000);
+                        }
+                        return;
+                    }
                     if (args.length == 1 && args[0].equals("wait")) {
                         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
                             try {
@@ -121,7 +128,7 @@ class LaunchTest {
         cmd.addAll(List.of(args));
         Files.createDirectories(work);
         ProcessBuilder pb = new ProcessBuilder(cmd).directory(work.toFile());
-        for (String v : List.of("JAVA_OPTS", "JDK_JAVA_OPTIONS", "JAVA_TOOL_OPTIONS", "MERGE_ENGINE_CDS", Launch.LAUNCHED)) pb.environment().remove(v);
+        for (String v : List.of("JAVA_OPTS", "JDK_JAVA_OPTIONS", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "MERGE_ENGINE_CDS", Launch.LAUNCHED)) pb.environment().remove(v);
         pb.environment().putAll(env);
         return pb;
     }
@@ -208,6 +215,23 @@ class LaunchTest {
     }
 
     @Test
+    void stoppingAFirstRunDuringItsWarmUpStopsTheWarmUpToo() throws Exception {
+        Path work = Files.createDirectories(dir.resolve("w4")), cds = dir.resolve("cds four");
+        Files.writeString(work.resolve("slow-warm-up"), "");
+        Process p = javaJar(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString()), List.of(), "0")
+                .redirectErrorStream(true).redirectOutput(work.resolve("log").toFile()).start();
+        Path warming = work.resolve("warming");
+        Instant deadline = Instant.now().plus(Duration.ofSeconds(120));
+        while (!Files.exists(warming) && p.isAlive() && Instant.now().isBefore(deadline)) Thread.sleep(50);
+        assertTrue(Files.exists(warming), "the warm-up started: " + Files.readString(work.resolve("log")));
+        long warmUp = Long.parseLong(Files.readString(warming).trim());
+        p.destroy();
+        assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        Optional<ProcessHandle> left = ProcessHandle.of(warmUp);
+        assertFalse(left.isPresent() && left.get().isAlive(), "the warm-up JVM did not go on alone");
+    }
+
+    @Test
     void onlyTheJvmsOptionsBeforeThisJarAreTakenAndOnlyWhenNothingMustBeLeftAlone() throws Exception {
         Path j = jar;
         assertEquals(List.of("-Xmx2g", "-Dx=1"), Launch.jvmOptions(new String[] {"-Xmx2g", "-Dx=1", "-jar", j.toString(), "cfg.yaml"}, j));
@@ -215,9 +239,28 @@ class LaunchTest {
         assertNull(Launch.jvmOptions(new String[] {"-jar", dir.resolve("other.jar").toString()}, j), "another jar");
         assertNull(Launch.jvmOptions(new String[] {"-cp", j.toString(), "org.mergeengine.cli.Launch"}, j), "not started with -jar");
         for (String o : List.of("-agentlib:jdwp=transport=dt_socket", "-javaagent:a.jar", "-XX:SharedArchiveFile=a.jsa", "-XX:AOTCache=a.aot",
-                "-XX:ArchiveClassesAtExit=a.jsa", "-Xshare:off", "-Dname=a b", "@argfile")) {
+                "-XX:ArchiveClassesAtExit=a.jsa", "-Xshare:off", "-Dname=a b", "@argfile",
+                // would act twice (in the waiting JVM too): a port taken, a second recording, log or pre-touched heap
+                "-Dcom.sun.management.jmxremote.port=39123", "-XX:StartFlightRecording=filename=r.jfr", "-Xlog:gc*:file=g.log",
+                "-XX:+AlwaysPreTouch", "-showversion", "-verbose:gc", "-XX:+AOTClassLinking", "-XX:-UseSharedSpaces",
+                // the script splits JAVA_OPTS at blanks and must not meet a pattern or a quote
+                "-Dk=*", "-Dk=a?", "-Dk=[ab]", "-Dk='q'", "-Dk=\"q\"")) {
             assertNull(Launch.jvmOptions(new String[] {o, "-jar", j.toString()}, j), o);
         }
+        List<String> plain = List.of("-Xmx40g", "-Xms1g", "-Xss4m", "-Dk=x=y", "-ea", "--add-opens=java.base/java.nio=ALL-UNNAMED",
+                "--enable-preview", "--sun-misc-unsafe-memory-access=allow", "-XX:+UseZGC", "-XX:MaxRAMPercentage=50", "-XX:ActiveProcessorCount=2");
+        List<String> argv = new ArrayList<>(plain);
+        argv.addAll(List.of("-jar", j.toString()));
+        assertEquals(plain, Launch.jvmOptions(argv.toArray(new String[0]), j));
+    }
+
+    @Test
+    void optionsFromTheEnvironmentKeepTheRunInThisJvm() {
+        assertTrue(Launch.mayHandOver(Map.of("PATH", "/bin")));
+        for (String v : List.of("JDK_JAVA_OPTIONS", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS")) assertFalse(Launch.mayHandOver(Map.of(v, "-Xshare:off")), v);
+        assertTrue(Launch.mayHandOver(Map.of("_JAVA_OPTIONS", " ")), "blank is none");
+        assertFalse(Launch.mayHandOver(Map.of("MERGE_ENGINE_CDS", "0")));
+        assertFalse(Launch.mayHandOver(Map.of(Launch.LAUNCHED, "1")));
     }
 
     @Test

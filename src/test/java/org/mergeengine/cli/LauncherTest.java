@@ -164,6 +164,42 @@ class LauncherTest {
         assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString(), "JAVA_OPTS", "-Xmx40g"), "0").exit());
         assertEquals(2, warmUps(work));
         assertEquals(2, archives(cds));
+        // Heaps of one pointer layout share an archive, however they are written.
+        assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString(), "JAVA_OPTS", "-Xmx200m"), "0").exit());
+        assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString(), "JAVA_OPTS", "-Xmx1g"), "0").exit());
+        assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString(), "JAVA_OPTS", "-Xmx2048M"), "0").exit());
+        assertEquals(3, warmUps(work), "one more archive for the small heaps");
+        assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString(), "JAVA_OPTS", "-Xmx48g"), "0").exit());
+        assertEquals(3, warmUps(work), "-Xmx48g maps the -Xmx40g archive");
+        assertEquals(3, archives(cds));
+    }
+
+    @Test
+    void withoutHomeOrACacheFolderTheRunHappensWithoutAnArchive() throws Exception {
+        Path work = dir.resolve("w7");
+        Map<String, String> env = new java.util.HashMap<>();
+        env.put("HOME", "");
+        env.put("XDG_CACHE_HOME", "");
+        env.put("MERGE_ENGINE_CDS_DIR", "");
+        Run r = launch(work, env, "0", "h");
+        assertEquals(0, r.exit(), r.stderr());
+        assertEquals("0|h", r.stdout());
+        assertEquals("", r.stderr());
+        assertEquals(0, warmUps(work));
+    }
+
+    @Test
+    void aStoppedWarmUpsLeftoversAreRemovedByTheNextOne() throws Exception {
+        Path work = dir.resolve("w8"), cds = Files.createDirectories(dir.resolve("cds8"));
+        // A pid that cannot be running (above the kernel's pid_max), and this test's own (alive).
+        Path gone = Files.writeString(cds.resolve("123.jsa.99999999.tmp"), "x");
+        Path goneConfig = Files.writeString(cds.resolve("123.aot.99999999.tmp.config"), "x");
+        Path alive = Files.writeString(cds.resolve("123.jsa." + ProcessHandle.current().pid() + ".tmp"), "x");
+        assertEquals(0, launch(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString()), "0").exit());
+        assertFalse(Files.exists(gone));
+        assertFalse(Files.exists(goneConfig));
+        assertTrue(Files.exists(alive), "a warm-up still running keeps its file");
+        assertEquals(1, archives(cds));
     }
 
     @Test
