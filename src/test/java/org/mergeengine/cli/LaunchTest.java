@@ -196,16 +196,20 @@ class LaunchTest {
         assertEquals(List.of(), files(cds), "no archive was made for any of them");
     }
 
+    /** The pid the stand-in writes to {@code file} once it runs (the file appears whole: written aside, then moved). */
+    static long pidIn(Path file, Process p, Path work) throws Exception {
+        Instant deadline = Instant.now().plus(Duration.ofSeconds(120));
+        while (!Files.exists(file) && p.isAlive() && Instant.now().isBefore(deadline)) Thread.sleep(50);
+        assertTrue(Files.exists(file), file.getFileName() + " never appeared: " + Files.readString(work.resolve("log")));
+        return Long.parseLong(Files.readString(file).trim());
+    }
+
     @Test
     void stoppingTheJavaJarProcessStopsTheEngineAndWaitsForItsShutDown() throws Exception {
         Path work = dir.resolve("w3"), cds = dir.resolve("cds three");
         Process p = javaJar(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString()), List.of(), "wait")
                 .redirectErrorStream(true).redirectOutput(work.resolve("log").toFile()).start();
-        Path started = work.resolve("started");
-        Instant deadline = Instant.now().plus(Duration.ofSeconds(120));
-        while (!Files.exists(started) && p.isAlive() && Instant.now().isBefore(deadline)) Thread.sleep(50);
-        assertTrue(Files.exists(started), "the engine started: " + Files.readString(work.resolve("log")));
-        long engine = Long.parseLong(Files.readString(started).trim());
+        long engine = pidIn(work.resolve("started"), p, work);
         assertTrue(engine != p.pid(), "handed over to another process");
         p.destroy(); // SIGTERM to the `java -jar` process only, as `kill PID` sends
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
@@ -220,11 +224,7 @@ class LaunchTest {
         Files.writeString(work.resolve("slow-warm-up"), "");
         Process p = javaJar(work, Map.of("MERGE_ENGINE_CDS_DIR", cds.toString()), List.of(), "0")
                 .redirectErrorStream(true).redirectOutput(work.resolve("log").toFile()).start();
-        Path warming = work.resolve("warming");
-        Instant deadline = Instant.now().plus(Duration.ofSeconds(120));
-        while (!Files.exists(warming) && p.isAlive() && Instant.now().isBefore(deadline)) Thread.sleep(50);
-        assertTrue(Files.exists(warming), "the warm-up started: " + Files.readString(work.resolve("log")));
-        long warmUp = Long.parseLong(Files.readString(warming).trim());
+        long warmUp = pidIn(work.resolve("warming"), p, work);
         p.destroy();
         assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         Optional<ProcessHandle> left = ProcessHandle.of(warmUp);
