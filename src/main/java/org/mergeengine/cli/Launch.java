@@ -11,7 +11,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 
 /**
  * The jar's entry point. Started as {@code java -jar merge-engine.jar ...}, it hands the run to the
@@ -199,19 +201,19 @@ public final class Launch {
             if (!p.isAlive()) return;
             // The script's own children too: a first run's warm-up JVM is the shell's child, not
             // replaced by it, and would otherwise go on alone.
-            Object[] below = p.descendants().toArray();
+            List<ProcessHandle> below = p.descendants().toList();
             p.destroy();
-            for (Object d : below) ((ProcessHandle) d).destroy();
+            for (ProcessHandle d : below) d.destroy();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
             try {
                 p.waitFor(60, TimeUnit.SECONDS);
-                for (Object d : below) {
+                for (ProcessHandle d : below) {
                     long left = deadline - System.nanoTime();
-                    if (left > 0) ((ProcessHandle) d).onExit().get(left, TimeUnit.NANOSECONDS);
+                    if (left > 0) d.onExit().get(left, TimeUnit.NANOSECONDS);
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
-            } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+            } catch (ExecutionException | TimeoutException e) {
                 // stopping; nothing more to wait for
             }
         }
