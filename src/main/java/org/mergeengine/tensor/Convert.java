@@ -2,6 +2,8 @@ package org.mergeengine.tensor;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.IntBuffer;
+import java.nio.ShortBuffer;
 import org.mergeengine.formats.DType;
 import org.mergeengine.formats.SafetensorsWriter;
 
@@ -214,6 +216,70 @@ public final class Convert {
         b.position(p + 2 * count);
     }
 
+    /** Elements per block of the element-order bf16 conversions, whose scratch then stays in the first-level caches. */
+    private static final int PAIRED_BLOCK = 8192;
+
+    /** Per-thread scratch of the element-order bf16 conversions, one block's worth. */
+    private static final class Paired {
+        final int[] pairs = new int[PAIRED_BLOCK / 2], bits = new int[PAIRED_BLOCK];
+        final short[] halves = new short[PAIRED_BLOCK];
+    }
+
+    private static final ThreadLocal<Paired> PAIRED = ThreadLocal.withInitial(Paired::new);
+
+    /**
+     * bf16 to float in element order, for kernels that need it (TIES's selection, slerp, ...).
+     * As in {@link #decodeBf16Split}, a pair of values is read as one int, because the JIT
+     * vectorises int loops but not a move of bits from int to float: the pair's halves are
+     * widened in place (two stores per pair, still far cheaper than a scalar conversion per
+     * element) and become floats in bulk. The buffer is little-endian, at the first element.
+     *
+     * @return whether every value is finite
+     */
+    private static boolean decodeBf16(ByteBuffer b, float[] out, int outOff, int count) {
+        Paired s = PAIRED.get();
+        int[] pairs = s.pairs, bits = s.bits;
+        int p = b.position(), carries = 0, done = 0;
+        IntBuffer ints = b.asIntBuffer();
+        for (int n; count - done >= 2; done += n) {
+            n = Math.min(PAIRED_BLOCK, count - done) & ~1;
+            int h = n >> 1;
+            ints.get(done >> 1, pairs, 0, h);
+            for (int i = 0; i < h; i++) carries |= (pairs[i] & 0x7f807f80) + 0x00800080;
+            for (int i = 0; i < h; i++) {
+                int q = pairs[i];
+                bits[2 * i] = q << 16;
+                bits[2 * i + 1] = q & 0xffff0000;
+            }
+            FloatBits.toFloats(bits, 0, n, out, outOff + done);
+        }
+        if (done < count) {
+            short last = b.getShort(p + 2 * done);
+            out[outOff + done] = bf16ToFloat(last);
+            carries |= (last & 0x7f80) + 0x0080;
+        }
+        return (carries & 0x80008000) == 0;
+    }
+
+    /**
+     * float to bf16 in element order at the buffer's position (little-endian), without moving it:
+     * floats become ints in bulk, are rounded in an int loop and narrowed to shorts in another,
+     * all of which the JIT vectorises, where a scalar step per element does not.
+     */
+    private static void encodeBf16(float[] in, int inOff, int count, ByteBuffer b) {
+        Paired s = PAIRED.get();
+        int[] bits = s.bits;
+        short[] halves = s.halves;
+        ShortBuffer shorts = b.asShortBuffer();
+        for (int n, done = 0; done < count; done += n) {
+            n = Math.min(PAIRED_BLOCK, count - done);
+            FloatBits.toInts(in, inOff + done, n, bits, 0);
+            roundToBf16(bits, n);
+            for (int i = 0; i < n; i++) halves[i] = (short) bits[i];
+            shorts.put(done, halves, 0, n);
+        }
+    }
+
     /** Float bits to bf16 bits (in the low half), in place: rounding as {@link #floatToBf16}, NaN chosen by a mask so that the loop vectorises. */
     private static void roundToBf16(int[] bits, int n) {
         for (int i = 0; i < n; i++) {
@@ -248,13 +314,8 @@ public final class Convert {
             case F32:
                 b.asFloatBuffer().get(out, outOff, count);
                 return false;
-            case BF16: {
-                // One bulk copy into a short[], then a loop the JIT vectorises.
-                short[] tmp = shorts(count);
-                b.asShortBuffer().get(tmp, 0, count);
-                for (int i = 0; i < count; i++) out[outOff + i] = Float.intBitsToFloat(tmp[i] << 16);
-                return check && allFinite(tmp, count, 0x7f80);
-            }
+            case BF16:
+                return decodeBf16(b, out, outOff, count) && check;
             case F16: {
                 short[] tmp = shorts(count);
                 b.asShortBuffer().get(tmp, 0, count);
@@ -312,17 +373,9 @@ public final class Convert {
             case F32:
                 b.asFloatBuffer().put(in, inOff, count);
                 break;
-            case BF16: {
-                short[] tmp = shorts(count);
-                for (int i = 0; i < count; i++) {
-                    int bits = Float.floatToRawIntBits(in[inOff + i]);
-                    int rounded = (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16;
-                    int nan = ((bits >>> 16) | 0x40);
-                    tmp[i] = (short) ((bits & 0x7fffffff) > 0x7f800000 ? nan : rounded);
-                }
-                b.asShortBuffer().put(tmp, 0, count);
+            case BF16:
+                encodeBf16(in, inOff, count, b);
                 break;
-            }
             case F16: {
                 short[] tmp = shorts(count);
                 for (int i = 0; i < count; i++) tmp[i] = floatToF16(in[inOff + i]);

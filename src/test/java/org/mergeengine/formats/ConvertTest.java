@@ -39,6 +39,51 @@ class ConvertTest {
     }
 
     @Test
+    void bf16DecodingInElementOrderGivesEveryPatternsValueForAnyCountAndOffset() {
+        // Decoded a pair at a time in blocks: odd counts leave an unpaired last element, counts
+        // past a block cross its boundary, and offsets put the pairs off any int alignment.
+        for (boolean direct : new boolean[] {true, false}) {
+            for (int offset : new int[] {0, 2, 1}) {
+                ByteBuffer src = (direct ? ByteBuffer.allocateDirect(offset + 2 * 65536) : ByteBuffer.allocate(offset + 2 * 65536))
+                        .order(ByteOrder.LITTLE_ENDIAN);
+                for (int h = 0; h < 65536; h++) src.putShort(offset + 2 * h, (short) (h * 40503)); // every pattern, shuffled
+                for (int count : new int[] {65536, 65535, 8193, 8192, 3, 1, 0}) {
+                    src.position(offset);
+                    float[] out = new float[count + 4];
+                    java.util.Arrays.fill(out, 42f);
+                    Convert.decode(DType.BF16, src, out, 3, count);
+                    assertEquals(offset, src.position(), "the position does not move");
+                    for (int i = 0; i < count; i++) {
+                        int h = (i * 40503) & 0xffff;
+                        assertEquals(h << 16, Float.floatToRawIntBits(out[3 + i]), "element " + i + " of " + count + ", offset " + offset);
+                    }
+                    assertEquals(42f, out[2], "nothing written before the elements");
+                    assertEquals(42f, out[3 + count], "nothing written past them");
+                }
+            }
+        }
+    }
+
+    @Test
+    void bf16DecodingInElementOrderFindsANonFiniteValueInEitherHalfOfAPairAndUnpaired() {
+        int n = 8193; // a block of 8,192 and one unpaired element
+        ByteBuffer src = ByteBuffer.allocateDirect(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < n; i++) src.putShort(2 * i, Convert.floatToBf16((i % 5 - 2) * 0.81f));
+        src.putShort(20, (short) 0x7f7f);
+        float[] out = new float[n];
+        assertTrue(Convert.decodeFinite(DType.BF16, src.duplicate().order(ByteOrder.LITTLE_ENDIAN).position(0), out, 0, n));
+        for (short bad : new short[] {(short) 0x7f80, (short) 0xff80, (short) 0x7fc1}) {
+            for (int at : new int[] {0, 1, 8190, 8191, 8192}) {
+                ByteBuffer b = ByteBuffer.allocateDirect(2 * n).order(ByteOrder.LITTLE_ENDIAN);
+                b.put(src.duplicate().position(0)).flip();
+                b.putShort(2 * at, bad);
+                org.junit.jupiter.api.Assertions.assertFalse(Convert.decodeFinite(DType.BF16, b, out, 0, n),
+                        Integer.toHexString(bad & 0xffff) + " at element " + at);
+            }
+        }
+    }
+
+    @Test
     void bf16SplitDecodingSaysWhetherEveryValueIsFinite() {
         // The engine counts NaN and infinite inputs only where this says there are some: a miss
         // in either half of a pair, or in the last pair, would hide them from the warning.
