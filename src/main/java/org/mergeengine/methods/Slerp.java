@@ -83,7 +83,14 @@ public final class Slerp implements MergeMethod {
         @Override
         public void compute(Chunk c, float[] out) {
             float[] v0 = c.in[b], v1 = c.in[o];
-            for (int j = 0; j < c.length; j++) out[j] = c0 * v0[c.offset + j] + c1 * v1[c.offset + j];
+            int off = c.offset, len = c.length;
+            // Two loops, because one that reads at an offset and writes at 0 stays scalar: the JIT
+            // cannot rule out that out overlaps an input. Streamed chunks start at 0.
+            if (off == 0) {
+                for (int j = 0; j < len; j++) out[j] = c0 * v0[j] + c1 * v1[j];
+            } else {
+                for (int j = 0; j < len; j++) out[j] = c0 * v0[off + j] + c1 * v1[off + j];
+            }
         }
     }
 }
