@@ -47,6 +47,7 @@ class ConvertTest {
                 ByteBuffer src = (direct ? ByteBuffer.allocateDirect(offset + 2 * 65536) : ByteBuffer.allocate(offset + 2 * 65536))
                         .order(ByteOrder.LITTLE_ENDIAN);
                 for (int h = 0; h < 65536; h++) src.putShort(offset + 2 * h, (short) (h * 40503)); // every pattern, shuffled
+                if (!direct) src.order(ByteOrder.BIG_ENDIAN); // the bytes are little-endian whatever the buffer's order
                 for (int count : new int[] {65536, 65535, 8193, 8192, 3, 1, 0}) {
                     src.position(offset);
                     float[] out = new float[count + 4];
@@ -164,8 +165,10 @@ class ConvertTest {
         int from = 3;
         values[from + n - 1] = Float.intBitsToFloat(0x7fa00001); // a signalling NaN as the last, unpaired element
         for (int count : new int[] {n, 8192, 8193, 1, 2, 0}) {
-            for (int offset : new int[] {0, 1, 2}) {
-                ByteBuffer dst = ByteBuffer.allocateDirect(offset + 2 * (count + 4)).order(ByteOrder.LITTLE_ENDIAN);
+            for (int offset : new int[] {0, 1, 2, -1}) { // -1: a heap buffer in big-endian order, at 1
+                ByteBuffer dst = offset >= 0 ? ByteBuffer.allocateDirect(offset + 2 * (count + 4)).order(ByteOrder.LITTLE_ENDIAN)
+                        : ByteBuffer.allocate(1 + 2 * (count + 4)).order(ByteOrder.BIG_ENDIAN);
+                if (offset < 0) offset = 1;
                 dst.position(offset);
                 Convert.encode(org.mergeengine.formats.DType.BF16, values, from, count, dst);
                 assertEquals(offset + 2 * count, dst.position(), "the position advances past the elements");
